@@ -217,22 +217,37 @@ class Backend:
 
     # ------------------------------------------------------------------ relaxation
     def field(self, state: list[Array], k: int, cache: dict | None = None) -> Array:
-        """``h_k = b_k + T_k(s_{k-1}) + T_{k+1}^*(s_{k+1})`` (argmax cache optional)."""
+        """``h_k = b_k + T_k(s_{k-1}) + T_{k+1}^*(s_{k+1})``.
+
+        ``cache`` (optional, one per relaxation) memoises each coupling's forward value and
+        argmax for the exact (pre-state, weight) objects it was computed from: the input
+        drive ``T_1(x)`` is computed once per phase, and a max-pool argmax computed for the
+        bottom-up pass is reused by the next top-down pass. States are never modified in
+        place, so object identity is a valid key.
+        """
         plan = self.plan
-        c_in = plan.couplings[k - 1]
-        h, idx = self.coupling_forward(c_in, state[k - 1])
-        if cache is not None and idx is not None:
-            cache[c_in.name] = (state[k - 1], idx)
+        h, _ = self._forward_cached(plan.couplings[k - 1], state[k - 1], cache)
         h = self.op_add_channel(h, self.params[plan.bias_names[k]])
         if k < plan.output:
             c_out = plan.couplings[k]
-            hit = None if cache is None else cache.get(c_out.name)
-            if hit is not None and hit[0] is state[k]:
-                idx_out = hit[1]
+            if c_out.pool == "max":
+                _, idx_out = self._forward_cached(c_out, state[k], cache)
             else:
-                idx_out = self.pool_index(c_out, state[k])
+                idx_out = None
             h = h + self.coupling_adjoint(c_out, state[k + 1], idx_out)
         return h
+
+    def _forward_cached(self, c: CouplingPlan, pre: Array,
+                        cache: dict | None) -> tuple[Array, Array | None]:
+        if cache is None:
+            return self.coupling_forward(c, pre)
+        w = self.params[c.name]
+        hit = cache.get(c.name)
+        if hit is not None and hit[0] is pre and hit[1] is w:
+            return hit[2], hit[3]
+        value, idx = self.coupling_forward(c, pre)
+        cache[c.name] = (pre, w, value, idx)
+        return value, idx
 
     def _activate(self, k: int, h: Array, beta: float, target: Array | None) -> Array:
         if k < self.plan.output:

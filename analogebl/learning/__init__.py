@@ -1,0 +1,37 @@
+"""⑥ Learning: the seven contrastive rules, TBP/RBP, gradient estimators, optimizers."""
+
+from analogebl.learning.estimators import contrastive_update, estimate, rule_states
+from analogebl.learning.optimizers import (
+    SGD,
+    Adam,
+    ConstantSchedule,
+    CosineSchedule,
+    layer_learning_rates,
+)
+from analogebl.learning.rules import (
+    RULES,
+    ContrastiveLearning,
+    EquilibriumPropagation,
+    RecurrentBackprop,
+    Rule,
+    TruncatedBackprop,
+    make_rule,
+)
+
+__all__ = [
+    "RULES",
+    "SGD",
+    "Adam",
+    "ConstantSchedule",
+    "ContrastiveLearning",
+    "CosineSchedule",
+    "EquilibriumPropagation",
+    "RecurrentBackprop",
+    "Rule",
+    "TruncatedBackprop",
+    "contrastive_update",
+    "estimate",
+    "layer_learning_rates",
+    "make_rule",
+    "rule_states",
+]

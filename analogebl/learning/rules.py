@@ -1,0 +1,132 @@
+"""⑥ Learning rules as data: which phases to run, with which nudging, and the divisor.
+
+Every contrastive rule (CL, P/N/C-EP, P/N/C-CpL) estimates the loss gradient as
+
+.. math::
+
+    \\hat g_\\theta = \\frac{\\partial E/\\partial\\theta(s^{2}) -
+                      \\partial E/\\partial\\theta(s^{1})}{\\beta_2 - \\beta_1}
+
+from two states relaxed from the free equilibrium ``s*`` (Scellier et al. 2023, §3.2):
+
+============  ===================  =========================================  =========
+rule          (beta1, beta2)       phases                                     divisor
+============  ===================  =========================================  =========
+P-EP          (0, +b)              F = E + beta C, all layers free            b
+N-EP          (-b, 0)              same                                       b
+C-EP          (-b, +b)             same                                       2b
+P-CpL         (0, +b)              output clamped at o* + beta (y - o*)       b
+N-CpL         (-b, 0)              same                                       b
+C-CpL         (-b, +b)             same                                       2b
+CL            (0, 1)               output clamped at o*, then at y            1
+============  ===================  =========================================  =========
+
+A ``beta = 0`` EP state is a re-relaxation from ``s*`` without nudging (not ``s*`` itself).
+TBP and RBP are the backprop baselines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analogebl.errors import ConfigError
+
+__all__ = [
+    "RULES",
+    "ContrastiveLearning",
+    "EquilibriumPropagation",
+    "RecurrentBackprop",
+    "Rule",
+    "TruncatedBackprop",
+    "make_rule",
+]
+
+RULES = ("cl", "p_ep", "n_ep", "c_ep", "p_cpl", "n_cpl", "c_cpl", "tbp", "rbp")
+_VARIANTS = ("positive", "negative", "centered")
+
+
+@dataclass(frozen=True)
+class _Contrastive:
+    variant: str
+    beta: float
+    iterations: int = 15
+
+    def __post_init__(self):
+        if self.variant not in _VARIANTS:
+            raise ConfigError(f"variant must be one of {_VARIANTS}, got {self.variant!r}",
+                              key="rule.variant")
+        if not self.beta > 0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}", key="rule.beta")
+        if self.iterations < 1:
+            raise ConfigError("iterations must be >= 1", key="rule.iterations")
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        """``(beta1, beta2)`` of the two states."""
+        b = self.beta
+        return {"positive": (0.0, b), "negative": (-b, 0.0), "centered": (-b, b)}[self.variant]
+
+    @property
+    def divisor(self) -> float:
+        b1, b2 = self.betas
+        return b2 - b1
+
+
+@dataclass(frozen=True)
+class EquilibriumPropagation(_Contrastive):
+    """EP: both states minimise ``F = E + beta * 1/2||o - y||^2`` with all layers free."""
+
+    @property
+    def name(self) -> str:
+        return self.variant[0] + "_ep"
+
+
+@dataclass(frozen=True)
+class ContrastiveLearning(_Contrastive):
+    """CpL / CL: the output is clamped at ``o* + beta_i (y - o*)``; hidden layers relax.
+
+    CL is the positive variant with ``beta = 1`` (the output clamped at the target).
+    """
+
+    @property
+    def name(self) -> str:
+        if self.variant == "positive" and self.beta == 1.0:
+            return "cl"
+        return self.variant[0] + "_cpl"
+
+
+@dataclass(frozen=True)
+class TruncatedBackprop:
+    """TBP: backprop through the last ``iterations`` asynchronous iterations from ``s*``."""
+
+    iterations: int = 15
+    name = "tbp"
+
+
+@dataclass(frozen=True)
+class RecurrentBackprop:
+    """RBP: Almeida-Pineda with ``iterations`` terms on the synchronous map at ``s*``."""
+
+    iterations: int = 15
+    name = "rbp"
+
+
+Rule = EquilibriumPropagation | ContrastiveLearning | TruncatedBackprop | RecurrentBackprop
+
+
+def make_rule(name: str, beta: float | None = None, iterations: int = 15) -> Rule:
+    """Rule by name (see :data:`RULES`); ``beta`` defaults to the paper's (0.25; CL: 1.0)."""
+    name = name.lower().replace("-", "_")
+    if name not in RULES:
+        raise ConfigError(f"unknown rule {name!r}; choose from {', '.join(RULES)}", key="rule")
+    if name == "tbp":
+        return TruncatedBackprop(iterations)
+    if name == "rbp":
+        return RecurrentBackprop(iterations)
+    if name == "cl":
+        if beta not in (None, 1.0):
+            raise ConfigError("CL clamps the output at the target: beta is 1", key="rule.beta")
+        return ContrastiveLearning("positive", 1.0, iterations)
+    variant = {"p": "positive", "n": "negative", "c": "centered"}[name[0]]
+    cls = EquilibriumPropagation if name.endswith("_ep") else ContrastiveLearning
+    return cls(variant, 0.25 if beta is None else float(beta), iterations)

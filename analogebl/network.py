@@ -1,0 +1,163 @@
+"""The user-facing :class:`Network`: a circuit simulated on a backend.
+
+Everything crossing this API is NumPy; backend arrays (torch tensors) stay inside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from analogebl.backends import make_backend
+from analogebl.circuit import Circuit, load_circuit
+from analogebl.learning.estimators import estimate
+from analogebl.learning.rules import Rule, make_rule
+from analogebl.plan import build_plan
+
+__all__ = ["Network"]
+
+
+class Network:
+    """A Hopfield crossbar circuit with its parameters on a backend.
+
+    Parameters
+    ----------
+    circuit : Circuit
+    backend : {"auto", "reference", "torch"}
+    dtype : {"float32", "float64"}
+    device : str, optional
+        torch device (``"cpu"``, ``"cuda"``).
+    seed : int
+        Seeds the parameter initialisation (through the plan).
+
+    Examples
+    --------
+    >>> import analogebl as ae
+    >>> net = ae.Network.from_catalog("tiny_conv", backend="reference", dtype="float64")
+    >>> sorted(net.parameters())[:2]
+    ['W1', 'W2']
+    """
+
+    def __init__(self, circuit: Circuit, backend: str = "auto", dtype: str = "float32",
+                 device: str | None = None, seed: int = 0):
+        self.circuit = circuit
+        self.plan = build_plan(circuit, seed)
+        self.backend = make_backend(backend, self.plan, dtype, device)
+        self._warm: list[Any] | None = None
+
+    @classmethod
+    def from_catalog(cls, name: str, in_channels: int | None = None,
+                     num_classes: int | None = None, width: float | None = None,
+                     gains: list[float] | None = None, pool: str | None = None,
+                     backend: str = "auto", dtype: str = "float32", device: str | None = None,
+                     seed: int = 0) -> Network:
+        """Build a catalog circuit (``circuits/NAME.toml``) with optional overrides."""
+        circuit = load_circuit(name, in_channels=in_channels, num_classes=num_classes,
+                               width=width, gains=gains, pool=pool)
+        return cls(circuit, backend, dtype, device, seed)
+
+    def __repr__(self) -> str:
+        b = self.backend
+        return f"Network({self.circuit!r}, backend={b.name}, dtype={b.dtype}, device={b.device})"
+
+    # ------------------------------------------------------------------ parameters
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters, name -> array in circuit order (``W1, b1, W2, ...``).
+
+        Conv weights ``(out, in, kh, kw)``; dense ``(in, out)`` with ``in`` the pre layer's
+        ``(C, H, W)`` flattened in C order; biases ``(channels,)``.
+        """
+        return self.backend.get_parameters()
+
+    def load_parameters(self, params: dict[str, np.ndarray]) -> None:
+        """Replace (some of) the parameters; shapes must match."""
+        self.backend.set_parameters(params)
+        self._warm = None
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return self.plan.layer_names
+
+    # ------------------------------------------------------------------ relaxation
+    def _states_dict(self, state) -> dict[str, np.ndarray]:
+        return {n: self.backend.to_numpy(s) for n, s in zip(self.layer_names, state, strict=True)}
+
+    def _state_list(self, states: dict[str, np.ndarray]):
+        return [self.backend.asarray(states[n]) for n in self.layer_names]
+
+    def relax(self, x: np.ndarray, iterations: int = 60, schedule: str = "async",
+              beta: float = 0.0, y: np.ndarray | None = None,
+              states: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Relax to (near) equilibrium from the zero state (or ``states``).
+
+        With ``beta != 0`` and labels ``y`` the output is nudged (``F = E + beta C``).
+        Returns layer name -> array, the input included.
+        """
+        b = self.backend
+        start = b.zero_state(x) if states is None else self._state_list(states)
+        target = None if y is None else b.one_hot(y)
+        return self._states_dict(b.relax(start, iterations, schedule, beta, target))
+
+    def energy(self, states: dict[str, np.ndarray], beta: float = 0.0,
+               y: np.ndarray | None = None) -> np.ndarray:
+        """Per-example energy ``E(s)`` (plus ``beta/2 ||o - y||^2``)."""
+        b = self.backend
+        target = None if y is None else b.one_hot(y)
+        return b.to_numpy(b.energy(self._state_list(states), beta, target))
+
+    def predict(self, x: np.ndarray, iterations: int = 60) -> np.ndarray:
+        """Class predictions (argmax of the output) after relaxing from zero."""
+        b = self.backend
+        s = b.relax(b.zero_state(x), iterations)
+        return b.to_numpy(s[-1]).argmax(axis=1)
+
+    # ------------------------------------------------------------------ gradients
+    def _rule(self, rule: str | Rule, beta: float | None, iterations: int) -> Rule:
+        return make_rule(rule, beta, iterations) if isinstance(rule, str) else rule
+
+    def estimate_gradient(self, x: np.ndarray, y: np.ndarray, rule: str | Rule = "c_ep",
+                          beta: float | None = None, iterations: int = 15,
+                          free_iterations: int = 60,
+                          schedule: str = "async") -> dict[str, np.ndarray]:
+        """A rule's batch-mean estimate of ``dLoss/dtheta`` (same sign as the gradient).
+
+        Free phase from the zero state (``free_iterations``), then the rule's two phases
+        (``iterations`` each) from the free state. ``Loss = mean_n 1/2 ||o - y||^2``.
+        """
+        b = self.backend
+        r = self._rule(rule, beta, iterations)
+        free = b.relax(b.zero_state(x), free_iterations, schedule)
+        grads, _ = estimate(b, r, free, b.one_hot(y), schedule)
+        return {k: b.to_numpy(v) for k, v in grads.items()}
+
+    def implicit_gradient(self, x: np.ndarray, y: np.ndarray, free_iterations: int = 1000,
+                          tol: float = 1e-12) -> dict[str, np.ndarray]:
+        """Exact ``dLoss/dtheta`` at the free equilibrium by implicit differentiation."""
+        b = self.backend
+        free = b.relax(b.zero_state(x), free_iterations)
+        grads, _ = b.implicit_gradient(free, b.one_hot(y), tol)
+        return {k: b.to_numpy(v) for k, v in grads.items()}
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, x: np.ndarray, y: np.ndarray, rule: Rule, optimizer,
+                   free_iterations: int = 60, schedule: str = "async") -> dict[str, float]:
+        """One training step: warm-started free phase, the rule's estimate, the update.
+
+        The free phase starts from the state the previous step ended in (the reference's
+        warm start) when the batch size is unchanged, else from zero. Returns the batch's
+        free-phase cost and error (before the update).
+        """
+        b = self.backend
+        start = b.zero_state(x)
+        if self._warm is not None and self._warm[0].shape[0] == start[0].shape[0]:
+            start = [start[0], *self._warm[1:]]
+        free = b.relax(start, free_iterations, schedule)
+        target = b.one_hot(y)
+        out = b.to_numpy(free[-1])
+        cost = 0.5 * float(np.mean(np.sum((out - np.eye(out.shape[1])[y]) ** 2, axis=1)))
+        error = float(np.mean(out.argmax(axis=1) != y))
+        grads, last = estimate(b, rule, free, target, schedule)
+        optimizer.step(b.params, grads)
+        self._warm = last
+        return {"cost": cost, "error": error}
