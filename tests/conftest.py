@@ -1,0 +1,41 @@
+"""Shared fixtures. Data-reading tests use $ANALOGEBL_DATA (CI sets it to ../shared/data)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from analogebl.backends import make_backend
+from analogebl.circuit import load_circuit
+from analogebl.plan import build_plan
+
+
+def pytest_configure(config):
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    root = os.environ.get("ANALOGEBL_DATA")
+    if not root or not os.path.isdir(root):
+        pytest.skip("ANALOGEBL_DATA is not set to the dataset folder (CI sets ../shared/data)")
+    return root
+
+
+def backend_pair(circuit: str, dtype: str = "float64", seed: int = 0, **overrides):
+    """Reference and torch backends on the same plan."""
+    plan = build_plan(load_circuit(circuit, **overrides), seed)
+    return make_backend("reference", plan, dtype), make_backend("torch", plan, dtype)
+
+
+def random_batch(plan, n: int, seed: int = 0, scale: float = 1.0):
+    rng = np.random.default_rng(seed)
+    x = scale * rng.normal(size=(n, *plan.layer_shapes[0]))
+    y = rng.integers(0, plan.layer_shapes[-1][0], size=n)
+    return x, y
+
+
+def max_diff(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
