@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from analogebl.errors import ConfigError
 __all__ = ["Activation", "Circuit", "Coupling", "CouplingKind", "Layer", "Pool"]
 
 
-class Activation(str, Enum):
+class Activation(StrEnum):
     """What clamps a layer's node voltages."""
 
     INPUT = "input"  #: held at the data
@@ -35,12 +35,12 @@ class Activation(str, Enum):
     LINEAR = "linear"  #: unclamped (output layer)
 
 
-class CouplingKind(str, Enum):
+class CouplingKind(StrEnum):
     DENSE = "dense"
     CONV = "conv"
 
 
-class Pool(str, Enum):
+class Pool(StrEnum):
     MAX = "max"
     AVG = "avg"
     NONE = "none"
@@ -116,7 +116,8 @@ class Circuit:
             raise ConfigError(f"circuit '{self.name}': one coupling per adjacent layer pair")
         for k, c in enumerate(self.couplings):
             if c.pre != k:
-                raise ConfigError(f"circuit '{self.name}': coupling {c.name} must start at layer {k}")
+                raise ConfigError(
+                    f"circuit '{self.name}': coupling {c.name} must start at layer {k}")
             if c.gain <= 0:
                 raise ConfigError(f"gain of {c.name} must be > 0, got {c.gain}")
             pre, post = self.layers[c.pre], self.layers[c.post]

@@ -6,9 +6,9 @@ Backends receive only a :class:`Plan`; they never import the circuit module.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 import numpy as np
 
