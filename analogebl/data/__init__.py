@@ -1,0 +1,21 @@
+"""Datasets from ``$ANALOGEBL_DATA`` in their official formats, augmentation and batching."""
+
+from analogebl.data.batching import (
+    DEFAULT_AUGMENTATION,
+    Augmentation,
+    iterate_batches,
+    num_batches,
+)
+from analogebl.data.datasets import DATASETS, Dataset, data_root, load_dataset, verify_checksums
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_AUGMENTATION",
+    "Augmentation",
+    "Dataset",
+    "data_root",
+    "iterate_batches",
+    "load_dataset",
+    "num_batches",
+    "verify_checksums",
+]
