@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from analogebl.backends import BACKENDS
 from analogebl.errors import AnalogeblError
 
 __all__ = ["main"]
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tier", choices=("full", "cpu", "smoke"))
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a study key, e.g. --set epochs=3 --set circuit.width=0.25")
-    run.add_argument("--backend", choices=("auto", "reference", "torch"))
+    run.add_argument("--backend", choices=BACKENDS)
     run.add_argument("--device")
     run.add_argument("--dtype", choices=("float32", "float64"))
     run.add_argument("--seed", type=int)
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--circuit", default="tiny_dense")
     g.add_argument("--rules", default="p_ep,n_ep,c_ep,cl,p_cpl,n_cpl,c_cpl,tbp,rbp")
     g.add_argument("--width", type=float)
-    g.add_argument("--backend", default="reference", choices=("reference", "torch"))
+    g.add_argument("--backend", default="reference", choices=BACKENDS[1:])
     g.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--batch", type=int, default=1)

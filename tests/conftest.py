@@ -24,10 +24,14 @@ def data_dir():
     return root
 
 
-def backend_pair(circuit: str, dtype: str = "float64", seed: int = 0, **overrides):
-    """Reference and torch backends on the same plan."""
+FAST_BACKENDS = ("torch", "numba")
+
+
+def backend_pair(circuit: str, dtype: str = "float64", seed: int = 0, fast: str = "torch",
+                 **overrides):
+    """The reference backend and the fast backend ``fast`` on the same plan."""
     plan = build_plan(load_circuit(circuit, **overrides), seed)
-    return make_backend("reference", plan, dtype), make_backend("torch", plan, dtype)
+    return make_backend("reference", plan, dtype), make_backend(fast, plan, dtype)
 
 
 def random_batch(plan, n: int, seed: int = 0, scale: float = 1.0):

@@ -1,7 +1,16 @@
-"""⑤ Backends: ``reference`` (NumPy oracle) and ``torch`` (CPU/CUDA) share one engine.
+"""⑤ Backends: ``reference`` (NumPy oracle), ``numba`` (CPU) and ``torch`` (CPU/CUDA) share
+one engine (:mod:`analogebl.backends.engine`).
 
-``make_backend("auto", ...)`` picks torch on CUDA when available, otherwise torch on the CPU
-(the numba CPU backend will take the CPU role when it lands); the choice is logged once.
+``make_backend("auto", ...)`` picks, by measurement on 2-core CPUs (``benchmarks/``):
+
+* torch on CUDA when a GPU is there (or ``device`` names one);
+* numba on the CPU for circuits of dense couplings only (BLAS GEMMs; 365 vs 340 samples/s
+  on ``dhn_deep`` relaxation at batch 256);
+* torch on the CPU for circuits with convolutions: oneDNN's direct convolutions beat
+  im2col + OpenBLAS GEMM at these sizes (the GEMMs alone cap numba at ~43 samples/s on the
+  width-0.25 DCHN C-EP step; torch does ~45).
+
+The choice is logged once per distinct outcome.
 """
 
 from __future__ import annotations
@@ -12,30 +21,42 @@ from analogebl.backends.engine import Backend
 from analogebl.errors import ConfigError
 from analogebl.plan import Plan
 
-__all__ = ["BACKENDS", "Backend", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "auto_backend", "make_backend"]
 
-BACKENDS = ("auto", "reference", "torch")
+BACKENDS = ("auto", "reference", "torch", "numba")
 _log = logging.getLogger(__name__)
 _logged: set[str] = set()
+
+
+def auto_backend(plan: Plan, device: str | None = None) -> tuple[str, str | None]:
+    """The (backend, device) that ``"auto"`` resolves to for ``plan`` (see module docstring)."""
+    if device is None or device.startswith("cuda"):
+        import torch
+
+        if device is not None or torch.cuda.is_available():
+            return "torch", device or "cuda"
+    if any(c.kind == "conv" for c in plan.couplings):
+        return "torch", device or "cpu"
+    return "numba", None
 
 
 def make_backend(name: str, plan: Plan, dtype: str = "float32",
                  device: str | None = None) -> Backend:
     """Instantiate backend ``name`` for ``plan``."""
     if name == "auto":
-        import torch
-
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        msg = f"backend auto -> torch on {device}"
+        name, device = auto_backend(plan, device)
+        msg = f"backend auto -> {name} on {device or 'cpu'}"
         if msg not in _logged:
             _log.info(msg)
             _logged.add(msg)
-        name = "torch"
     if name == "reference":
         from analogebl.backends.reference import ReferenceBackend
 
         return ReferenceBackend(plan, dtype, device)
+    if name == "numba":
+        from analogebl.backends.numba import NumbaBackend
+
+        return NumbaBackend(plan, dtype, device)
     if name == "torch":
         from analogebl.backends.torch import TorchBackend
 

@@ -1,14 +1,14 @@
-"""Torch primitives against the NumPy reference, and adjoint identities, on random inputs."""
+"""Fast-backend (torch, numba) primitives against the NumPy reference; adjoint identities."""
 
 import numpy as np
 import pytest
 
-from tests.conftest import backend_pair, max_diff
+from tests.conftest import FAST_BACKENDS, backend_pair, max_diff
 
 
-@pytest.fixture(scope="module")
-def pair():
-    return backend_pair("tiny_conv", "float64")
+@pytest.fixture(scope="module", params=FAST_BACKENDS)
+def pair(request):
+    return backend_pair("tiny_conv", "float64", fast=request.param)
 
 
 def test_conv_and_adjoints_match_and_are_adjoint(pair):

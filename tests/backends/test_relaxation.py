@@ -3,16 +3,17 @@
 import numpy as np
 import pytest
 
-from tests.conftest import backend_pair, max_diff, random_batch
+from tests.conftest import FAST_BACKENDS, backend_pair, max_diff, random_batch
 
 CIRCUITS = [("tiny_dense", {}), ("tiny_conv", {}), ("tiny_conv", {"pool": "avg"})]
 
 
 @pytest.mark.parametrize("circuit,over", CIRCUITS)
-@pytest.mark.parametrize("which", [0, 1])
-def test_energy_never_increases_under_async_updates(circuit, over, which):
-    pair = backend_pair(circuit, "float64", seed=2, **over)
-    b = pair[which]
+@pytest.mark.parametrize("backend", ("reference",) + FAST_BACKENDS)
+def test_energy_never_increases_under_async_updates(circuit, over, backend):
+    ref, fast = backend_pair(circuit, "float64", seed=2,
+                             fast="torch" if backend == "reference" else backend, **over)
+    b = ref if backend == "reference" else fast
     x, y = random_batch(b.plan, 4, seed=5)
     state = b.zero_state(x)
     target = b.one_hot(y)
@@ -71,8 +72,9 @@ def _phases(b, s, t, o):
 
 @pytest.mark.parametrize("circuit,over", CIRCUITS + [("dchn32", {"width": 0.125})])
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-5)])
-def test_torch_equals_reference_in_every_phase(circuit, over, dtype, tol):
-    ref, tor = backend_pair(circuit, dtype, seed=3, **over)
+@pytest.mark.parametrize("fast", FAST_BACKENDS)
+def test_fast_backend_equals_reference_in_every_phase(circuit, over, dtype, tol, fast):
+    ref, tor = backend_pair(circuit, dtype, seed=3, fast=fast, **over)
     x, y = random_batch(ref.plan, 3, seed=4)
     o = np.random.default_rng(1).normal(size=(3, 10))
     pr = _phases(ref, ref.relax(ref.zero_state(x), 10), ref.one_hot(y), ref.asarray(o))

@@ -8,13 +8,14 @@ from analogebl.learning import RULES, estimate, make_rule
 from analogebl.learning.estimators import contrastive_update
 from analogebl.learning.gradcheck import check_gradients, compare
 from analogebl.network import Network
-from tests.conftest import backend_pair, max_diff, random_batch
+from tests.conftest import FAST_BACKENDS, backend_pair, max_diff, random_batch
 
 
 @pytest.mark.parametrize("circuit", ["tiny_dense", "tiny_conv"])
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-5)])
-def test_every_rule_torch_equals_reference(circuit, dtype, tol):
-    ref, tor = backend_pair(circuit, dtype, seed=5)
+@pytest.mark.parametrize("fast", FAST_BACKENDS)
+def test_every_rule_fast_backend_equals_reference(circuit, dtype, tol, fast):
+    ref, tor = backend_pair(circuit, dtype, seed=5, fast=fast)
     x, y = random_batch(ref.plan, 3, seed=6)
     fr = ref.relax(ref.zero_state(x), 30)
     ft = tor.relax(tor.zero_state(x), 30)

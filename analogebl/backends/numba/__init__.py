@@ -1,0 +1,229 @@
+"""The numba CPU backend: im2col + BLAS GEMM convolutions, fused pooling / layout kernels.
+
+Convolution couplings work on the *raw* GEMM layout ``(O, N, H, W)`` (see
+:mod:`analogebl.backends.numba.kernels`): the forward product is one GEMM followed by one
+kernel that pools, records the max-pool argmax and writes the NCHW result; the adjoint
+unpools straight into the raw layout, does one GEMM and one col2im gather. Dense couplings
+are single BLAS GEMMs on contiguous arrays. The relaxation schedule, phases, energy and
+adjoints are the shared engine's (:mod:`analogebl.backends.engine`), so this backend is
+exactly the reference's algorithm with faster primitives; the engine's per-relaxation cache
+computes each max-pool argmax once per bottom-up pass and reuses it top-down.
+
+Kernels are compiled once and cached on disk (``cache=True``); all kernels are gathers, so
+results do not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analogebl.backends.engine import Backend
+from analogebl.backends.numba import kernels as K
+from analogebl.plan import CouplingPlan
+
+__all__ = ["NumbaBackend"]
+
+
+class NumbaBackend(Backend):
+    """Numba/BLAS CPU backend (``device`` must be ``None`` or ``"cpu"``)."""
+
+    name = "numba"
+
+    def __init__(self, plan, dtype: str = "float32", device: str | None = None):
+        if device not in (None, "cpu"):
+            raise ValueError(f"the numba backend runs on the CPU only, got device={device!r}")
+        self._np_dtype = np.dtype(dtype)
+        self._scratch: dict[tuple, np.ndarray] = {}
+        super().__init__(plan, dtype, "cpu")
+
+    def _buffer(self, tag: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """Reusable scratch array (im2col columns, raw GEMM outputs). Fresh multi-MB arrays
+        would be page-faulted in on every call, which costs as much as the GEMM here."""
+        key = (tag, shape, np.dtype(dtype).str)
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = np.empty(shape, dtype=dtype)
+        return buf
+
+    # ------------------------------------------------------------------ arrays
+    def asarray(self, a):
+        return np.array(a, dtype=self._np_dtype, copy=True, order="C")
+
+    def to_numpy(self, a):
+        return np.array(a, copy=True)
+
+    def zeros(self, shape):
+        return np.zeros(shape, dtype=self._np_dtype)
+
+    def op_clip01(self, h):
+        h = np.ascontiguousarray(h)
+        out = np.empty_like(h)
+        K.clip01(h.reshape(-1), out.reshape(-1))
+        return out
+
+    def op_mask01(self, h):
+        return ((h >= 0.0) & (h <= 1.0)).astype(self._np_dtype)
+
+    def op_matmul(self, a, b):
+        return np.dot(np.ascontiguousarray(a), b)
+
+    def op_matmul_t(self, a, b):
+        return np.dot(np.ascontiguousarray(a), b.T)
+
+    def op_outer_sum(self, a, b):
+        return np.dot(np.ascontiguousarray(a).T, np.ascontiguousarray(b))
+
+    # ------------------------------------------------------------------ convolutions
+    def _cols(self, s, padding: int, k: int):
+        s = np.ascontiguousarray(s)
+        n, c, h, w = s.shape
+        ho, wo = h + 2 * padding - k + 1, w + 2 * padding - k + 1
+        cols = self._buffer("cols", (c * k * k, n * ho * wo), s.dtype)
+        K.im2col(s, padding, k, cols)
+        return cols, ho, wo
+
+    def _conv_raw(self, s, w, padding: int):
+        """Raw-layout forward product ``z[o, n, i, j]``."""
+        o, _, k, _ = w.shape
+        cols, ho, wo = self._cols(s, padding, k)
+        z = self._buffer("z", (o, cols.shape[1]), s.dtype)
+        np.dot(w.reshape(o, -1), cols, out=z)
+        return z.reshape(o, s.shape[0], ho, wo)
+
+    def _conv_t_raw(self, z_raw, w, padding: int, in_hw: tuple[int, int]):
+        o, c, k, _ = w.shape
+        _, n, ho, wo = z_raw.shape
+        gcols = self._buffer("gcols", (c * k * k, n * ho * wo), z_raw.dtype)
+        np.dot(w.reshape(o, -1).T, z_raw.reshape(o, -1), out=gcols)
+        out = np.empty((n, c, *in_hw), dtype=z_raw.dtype)
+        K.col2im(gcols, padding, k, ho, wo, out)
+        return out
+
+    def _conv_corr_raw(self, s, z_raw, padding: int, k: int):
+        o = z_raw.shape[0]
+        cols, _, _ = self._cols(s, padding, k)
+        return np.dot(z_raw.reshape(o, -1), cols.T).reshape(o, s.shape[1], k, k)
+
+    def _to_raw(self, z):
+        z = np.ascontiguousarray(z)
+        n, o, h, w = z.shape
+        out = np.empty((o, n, h, w), dtype=z.dtype)
+        K.nchw_to_raw(z, out)
+        return out
+
+    def _in_hw(self, z_shape, padding, k):
+        return z_shape[-2] - 2 * padding + k - 1, z_shape[-1] - 2 * padding + k - 1
+
+    def op_conv(self, s, w, padding):
+        z = self._conv_raw(s, w, padding)
+        out = np.empty((z.shape[1], z.shape[0], *z.shape[2:]), dtype=z.dtype)
+        K.raw_to_nchw(z, out)
+        return out
+
+    def op_conv_t(self, z, w, padding):
+        k = w.shape[-1]
+        return self._conv_t_raw(self._to_raw(z), w, padding, self._in_hw(z.shape, padding, k))
+
+    def op_conv_corr(self, s, z, padding, kernel_size):
+        return self._conv_corr_raw(s, self._to_raw(z), padding, kernel_size)
+
+    # ------------------------------------------------------------------ pooling (NCHW)
+    def _pool_raw(self, z_raw, mode: str):
+        o, n, h, w = z_raw.shape
+        out = np.empty((n, o, h // 2, w // 2), dtype=z_raw.dtype)
+        if mode == "max":
+            idx = np.empty(out.shape, dtype=np.int8)
+            K.pool_max_raw(z_raw, out, idx)
+            return out, idx
+        K.pool_avg_raw(z_raw, out)
+        return out, None
+
+    def _unpool_to_raw(self, p, idx, mode: str):
+        p = np.ascontiguousarray(p)
+        n, o, h2, w2 = p.shape
+        out = self._buffer("unpool", (o, n, 2 * h2, 2 * w2), p.dtype)
+        if idx is None:
+            idx = np.zeros((1, 1, 1, 1), dtype=np.int8)
+        K.unpool_raw(p, idx, mode == "max", out)
+        return out
+
+    def _raw_to_nchw(self, z_raw):
+        out = np.empty((z_raw.shape[1], z_raw.shape[0], *z_raw.shape[2:]), dtype=z_raw.dtype)
+        K.raw_to_nchw(z_raw, out)
+        return out
+
+    def op_pool_max(self, z):
+        return self._pool_raw(self._to_raw(z), "max")
+
+    def op_pool_at(self, z, idx):
+        out = np.empty(idx.shape, dtype=z.dtype)
+        K.pool_at_raw(self._to_raw(z), idx, out)
+        return out
+
+    def op_unpool_max(self, p, idx):
+        return self._raw_to_nchw(self._unpool_to_raw(p, idx, "max"))
+
+    def op_pool_avg(self, z):
+        return self._pool_raw(self._to_raw(z), "avg")[0]
+
+    def op_unpool_avg(self, p):
+        return self._raw_to_nchw(self._unpool_to_raw(p, None, "avg"))
+
+    # ------------------------------------------------------------------ fused couplings
+    def pool_index(self, c: CouplingPlan, pre):
+        if c.pool != "max":
+            return None
+        return self._pool_raw(self._conv_raw(pre, self.params[c.name], c.padding), "max")[1]
+
+    def coupling_forward(self, c: CouplingPlan, pre):
+        if c.kind == "dense":
+            return super().coupling_forward(c, pre)
+        z = self._conv_raw(pre, self.params[c.name], c.padding)
+        if c.pool == "none":
+            return self._raw_to_nchw(z), None
+        return self._pool_raw(z, c.pool)
+
+    def coupling_forward_at(self, c: CouplingPlan, pre, idx):
+        if c.kind == "conv" and c.pool == "max":
+            z = self._conv_raw(pre, self.params[c.name], c.padding)
+            out = np.empty(idx.shape, dtype=z.dtype)
+            K.pool_at_raw(z, idx, out)
+            return out
+        return self.coupling_forward(c, pre)[0]
+
+    def _post_raw(self, c: CouplingPlan, post, idx):
+        if c.pool in ("max", "avg"):
+            return self._unpool_to_raw(post, idx, c.pool)
+        return self._to_raw(post)
+
+    def coupling_adjoint(self, c: CouplingPlan, post, idx):
+        if c.kind == "dense":
+            return super().coupling_adjoint(c, post, idx)
+        w = self.params[c.name]
+        return self._conv_t_raw(self._post_raw(c, post, idx), w, c.padding,
+                                tuple(self.plan.layer_shapes[c.pre][1:]))
+
+    def coupling_correlation(self, c: CouplingPlan, pre, post, idx):
+        if c.kind == "dense":
+            return super().coupling_correlation(c, pre, post, idx)
+        return self._conv_corr_raw(pre, self._post_raw(c, post, idx), c.padding,
+                                   c.kernel_size)
+
+    # ------------------------------------------------------------------ reductions
+    def op_channel_sum(self, s):
+        return s.reshape(s.shape[0], s.shape[1], -1).sum(axis=(0, 2))
+
+    def op_add_channel(self, h, b):
+        return h + b.reshape((1, -1) + (1,) * (h.ndim - 2))
+
+    def op_per_example_dot(self, a, b):
+        return np.einsum("ni,ni->n", a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1))
+
+    def op_abs_max(self, a):
+        return float(np.max(np.abs(a))) if a.size else 0.0
+
+    def op_vdot(self, a, b):
+        return float(np.vdot(a, b))
+
+    def op_isfinite(self, a):
+        return bool(np.isfinite(a).all())
