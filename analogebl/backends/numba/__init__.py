@@ -115,10 +115,7 @@ class NumbaBackend(Backend):
         return z_shape[-2] - 2 * padding + k - 1, z_shape[-1] - 2 * padding + k - 1
 
     def op_conv(self, s, w, padding):
-        z = self._conv_raw(s, w, padding)
-        out = np.empty((z.shape[1], z.shape[0], *z.shape[2:]), dtype=z.dtype)
-        K.raw_to_nchw(z, out)
-        return out
+        return self._raw_to_nchw(self._conv_raw(s, w, padding))
 
     def op_conv_t(self, z, w, padding):
         k = w.shape[-1]
