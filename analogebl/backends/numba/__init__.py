@@ -17,24 +17,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from analogebl.backends.engine import Backend
 from analogebl.backends.numba import kernels as K
+from analogebl.backends.reference import ReferenceBackend
 from analogebl.plan import CouplingPlan
 
 __all__ = ["NumbaBackend"]
 
 
-class NumbaBackend(Backend):
-    """Numba/BLAS CPU backend (``device`` must be ``None`` or ``"cpu"``)."""
+class NumbaBackend(ReferenceBackend):
+    """Numba/BLAS CPU backend (``device`` must be ``None`` or ``"cpu"``).
+
+    Inherits the reference's NumPy arrays and reductions; replaces the products, pooling and
+    clamp, which carry the cost.
+    """
 
     name = "numba"
 
     def __init__(self, plan, dtype: str = "float32", device: str | None = None):
-        if device not in (None, "cpu"):
-            raise ValueError(f"the numba backend runs on the CPU only, got device={device!r}")
-        self._np_dtype = np.dtype(dtype)
         self._scratch: dict[tuple, np.ndarray] = {}
-        super().__init__(plan, dtype, "cpu")
+        super().__init__(plan, dtype, device)
 
     def _buffer(self, tag: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """Reusable scratch array (im2col columns, raw GEMM outputs). Fresh multi-MB arrays
@@ -49,20 +50,11 @@ class NumbaBackend(Backend):
     def asarray(self, a):
         return np.array(a, dtype=self._np_dtype, copy=True, order="C")
 
-    def to_numpy(self, a):
-        return np.array(a, copy=True)
-
-    def zeros(self, shape):
-        return np.zeros(shape, dtype=self._np_dtype)
-
     def op_clip01(self, h):
         h = np.ascontiguousarray(h)
         out = np.empty_like(h)
         K.clip01(h.reshape(-1), out.reshape(-1))
         return out
-
-    def op_mask01(self, h):
-        return ((h >= 0.0) & (h <= 1.0)).astype(self._np_dtype)
 
     def op_matmul(self, a, b):
         return np.dot(np.ascontiguousarray(a), b)
@@ -108,7 +100,7 @@ class NumbaBackend(Backend):
         z = np.ascontiguousarray(z)
         n, o, h, w = z.shape
         out = np.empty((o, n, h, w), dtype=z.dtype)
-        K.nchw_to_raw(z, out)
+        K.swap01(z, out)
         return out
 
     def _in_hw(self, z_shape, padding, k):
@@ -146,7 +138,7 @@ class NumbaBackend(Backend):
 
     def _raw_to_nchw(self, z_raw):
         out = np.empty((z_raw.shape[1], z_raw.shape[0], *z_raw.shape[2:]), dtype=z_raw.dtype)
-        K.raw_to_nchw(z_raw, out)
+        K.swap01(z_raw, out)
         return out
 
     def op_pool_max(self, z):
@@ -205,22 +197,3 @@ class NumbaBackend(Backend):
             return super().coupling_correlation(c, pre, post, idx)
         return self._conv_corr_raw(pre, self._post_raw(c, post, idx), c.padding,
                                    c.kernel_size)
-
-    # ------------------------------------------------------------------ reductions
-    def op_channel_sum(self, s):
-        return s.reshape(s.shape[0], s.shape[1], -1).sum(axis=(0, 2))
-
-    def op_add_channel(self, h, b):
-        return h + b.reshape((1, -1) + (1,) * (h.ndim - 2))
-
-    def op_per_example_dot(self, a, b):
-        return np.einsum("ni,ni->n", a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1))
-
-    def op_abs_max(self, a):
-        return float(np.max(np.abs(a))) if a.size else 0.0
-
-    def op_vdot(self, a, b):
-        return float(np.vdot(a, b))
-
-    def op_isfinite(self, a):
-        return bool(np.isfinite(a).all())

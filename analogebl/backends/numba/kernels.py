@@ -135,27 +135,15 @@ def col2im(gcols, pad, k, ho, wo, out):
 
 
 @nb.njit(parallel=True, **_opts)
-def raw_to_nchw(z, out):
-    """``out[n, o, i, j] = z[o, n, i, j]``."""
-    o_, n_, h_, w_ = z.shape
-    for t in nb.prange(n_ * o_):
-        n = t // o_
-        o = t % o_
+def swap01(z, out):
+    """``out[b, a, i, j] = z[a, b, i, j]``: raw (O, N, H, W) <-> NCHW, either way."""
+    a_, b_, h_, w_ = z.shape
+    for t in nb.prange(a_ * b_):
+        a = t // b_
+        b = t % b_
         for i in range(h_):
             for j in range(w_):
-                out[n, o, i, j] = z[o, n, i, j]
-
-
-@nb.njit(parallel=True, **_opts)
-def nchw_to_raw(z, out):
-    """``out[o, n, i, j] = z[n, o, i, j]``."""
-    n_, o_, h_, w_ = z.shape
-    for t in nb.prange(n_ * o_):
-        n = t // o_
-        o = t % o_
-        for i in range(h_):
-            for j in range(w_):
-                out[o, n, i, j] = z[n, o, i, j]
+                out[b, a, i, j] = z[a, b, i, j]
 
 
 @nb.njit(parallel=True, **_opts)
@@ -247,8 +235,7 @@ def warm_up() -> None:
         cols = np.zeros((9, 4), dt)
         im2col(s, 1, 3, cols)
         col2im(cols, 1, 3, 2, 2, np.zeros((1, 1, 2, 2), dt))
-        raw_to_nchw(s, np.zeros_like(s))
-        nchw_to_raw(s, np.zeros_like(s))
+        swap01(s, np.zeros_like(s))
         p = np.zeros((1, 1, 1, 1), dt)
         idx = np.zeros((1, 1, 1, 1), np.int8)
         pool_max_raw(s, p, idx)
