@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from analogebl.plan import CouplingPlan, Plan
+from analogebl.plan.effects import ReadNoise, StateQuantizer
 
 __all__ = ["Backend"]
 
@@ -55,6 +56,12 @@ class Backend:
         self.dtype = dtype
         self.device = device
         self.params: dict[str, Array] = {k: self.asarray(v) for k, v in plan.parameters.items()}
+        # hardware effects (analogebl.plan.effects); all off by default
+        self._quant: tuple[StateQuantizer | None, ...] | None = None
+        self._noise: ReadNoise | None = None
+        self._noise_rng: np.random.Generator | None = None
+        self._noise_now: dict[str, Array] | None = None  # current std * xi per parameter
+        self._read: dict[str, Array] | None = None  # W + noise while a relaxation runs
 
     # ------------------------------------------------------------------ primitives
     # Subclasses implement these; shapes include the batch axis N first.
@@ -69,6 +76,14 @@ class Backend:
 
     def op_clip01(self, h: Array) -> Array:
         raise NotImplementedError
+
+    def op_quantize(self, s: Array, q: StateQuantizer) -> Array:
+        """``lo + rint((clip(s, lo, hi) - lo) / step) * step`` (see ``plan.effects``)."""
+        raise NotImplementedError
+
+    def op_clip01_quantize(self, h: Array, q: StateQuantizer) -> Array:
+        """``q(clip(h, 0, 1))``; backends may fuse the two."""
+        return self.op_quantize(self.op_clip01(h), q)
 
     def op_mask01(self, h: Array) -> Array:
         """1 where 0 <= h <= 1 (the clip's derivative, bounds included as autograd does)."""
@@ -138,6 +153,55 @@ class Backend:
                                  f"{tuple(self.params[k].shape)}")
             self.params[k] = self.asarray(np.asarray(v))
 
+    # ------------------------------------------------------------------ hardware effects
+    def set_quantizers(self, quantizers) -> None:
+        """Quantize layer ``k`` with ``quantizers[k]`` after every update (``None``: exact).
+
+        ``quantizers[0]`` is the input DAC (applied to ``x`` as it enters); pass ``None``
+        instead of a sequence to switch quantization off.
+        """
+        if quantizers is None or all(q is None for q in quantizers):
+            self._quant = None
+            return
+        quantizers = tuple(quantizers)
+        if len(quantizers) != self.plan.num_layers:
+            raise ValueError(f"need one quantizer (or None) per layer "
+                             f"({self.plan.num_layers}), got {len(quantizers)}")
+        self._quant = quantizers
+
+    def set_read_noise(self, noise: ReadNoise | None,
+                       rng: np.random.Generator | None = None) -> None:
+        """Read noise on the parameters during relaxation, drawn from ``rng`` (see
+        ``plan.effects``); ``None`` switches it off."""
+        if noise is not None:
+            unknown = set(noise.std) - set(self.params)
+            if unknown:
+                raise KeyError(f"read noise for unknown parameters {sorted(unknown)}")
+            if rng is None:
+                raise ValueError("read noise needs an explicit numpy Generator")
+        self._noise, self._noise_rng, self._noise_now = noise, rng, None
+
+    def redraw_read_noise(self) -> None:
+        """New draws ``std * xi`` for every noisy parameter (NumPy ``rng``, float64, so
+        every backend sees the same numbers)."""
+        if self._noise is None:
+            return
+        self._noise_now = {
+            k: self.asarray(np.asarray(std) * self._noise_rng.standard_normal(np.shape(std)))
+            for k, std in self._noise.std.items()}
+
+    def _apply_read_noise(self) -> None:
+        self._read = {k: self.params[k] + n for k, n in self._noise_now.items()}
+
+    def weight(self, name: str) -> Array:
+        """Parameter ``name`` as the crossbar reads it now (with read noise inside a
+        relaxation when that is on)."""
+        if self._read is not None:
+            w = self._read.get(name)
+            if w is not None:
+                return w
+        return self.params[name]
+
     # ------------------------------------------------------------------ couplings
     def _unpool(self, c: CouplingPlan, p: Array, idx: Array | None) -> Array:
         if c.pool == "max":
@@ -150,11 +214,11 @@ class Backend:
         """Argmax of the 2x2 max-pool of ``conv(W, pre)`` (``None`` unless max-pool)."""
         if c.pool != "max":
             return None
-        return self.op_pool_max(self.op_conv(pre, self.params[c.name], c.padding))[1]
+        return self.op_pool_max(self.op_conv(pre, self.weight(c.name), c.padding))[1]
 
     def coupling_forward(self, c: CouplingPlan, pre: Array) -> tuple[Array, Array | None]:
         """``T(pre) = pool(conv(W, pre))`` or ``pre @ W``; returns (value, argmax or None)."""
-        w = self.params[c.name]
+        w = self.weight(c.name)
         if c.kind == "dense":
             n = pre.shape[0]
             out = self.op_matmul(pre.reshape(n, -1), w)
@@ -169,12 +233,12 @@ class Backend:
     def coupling_forward_at(self, c: CouplingPlan, pre: Array, idx: Array | None) -> Array:
         """``T`` with the max-pool argmax held at ``idx`` (a linear map of ``pre``)."""
         if c.kind == "conv" and c.pool == "max":
-            return self.op_pool_at(self.op_conv(pre, self.params[c.name], c.padding), idx)
+            return self.op_pool_at(self.op_conv(pre, self.weight(c.name), c.padding), idx)
         return self.coupling_forward(c, pre)[0]
 
     def coupling_adjoint(self, c: CouplingPlan, post: Array, idx: Array | None) -> Array:
         """``T^*(post)``: ``conv_T(unpool(post), W)`` or ``post @ W.T``, shaped as the pre layer."""
-        w = self.params[c.name]
+        w = self.weight(c.name)
         n = post.shape[0]
         if c.kind == "dense":
             out = self.op_matmul_t(post.reshape(n, -1), w)
@@ -198,6 +262,8 @@ class Backend:
                 raise ValueError(f"input of shape {x.shape[1:]} does not fit the circuit's "
                                  f"input layer {shape0}")
             x = self.asarray(np.ascontiguousarray(x).reshape((n, *shape0)))
+            if self._quant is not None and self._quant[0] is not None:
+                x = self.op_quantize(x, self._quant[0])
         return x
 
     def zero_state(self, x: np.ndarray | Array) -> list[Array]:
@@ -227,7 +293,7 @@ class Backend:
         """
         plan = self.plan
         h, _ = self._forward_cached(plan.couplings[k - 1], state[k - 1], cache)
-        h = self.op_add_channel(h, self.params[plan.bias_names[k]])
+        h = self.op_add_channel(h, self.weight(plan.bias_names[k]))
         if k < plan.output:
             c_out = plan.couplings[k]
             if c_out.pool == "max":
@@ -241,7 +307,7 @@ class Backend:
                         cache: dict | None) -> tuple[Array, Array | None]:
         if cache is None:
             return self.coupling_forward(c, pre)
-        w = self.params[c.name]
+        w = self.weight(c.name)
         hit = cache.get(c.name)
         if hit is not None and hit[0] is pre and hit[1] is w:
             return hit[2], hit[3]
@@ -250,11 +316,12 @@ class Backend:
         return value, idx
 
     def _activate(self, k: int, h: Array, beta: float, target: Array | None) -> Array:
+        q = None if self._quant is None else self._quant[k]
         if k < self.plan.output:
-            return self.op_clip01(h)
+            return self.op_clip01(h) if q is None else self.op_clip01_quantize(h, q)
         if beta != 0.0:
-            return (h + beta * target) * (1.0 / (1.0 + beta))
-        return h
+            h = (h + beta * target) * (1.0 / (1.0 + beta))
+        return h if q is None else self.op_quantize(h, q)
 
     def half_step(self, state: list[Array], group: tuple[int, ...], beta: float = 0.0,
                   target: Array | None = None, cache: dict | None = None) -> list[Array]:
@@ -283,9 +350,23 @@ class Backend:
             state[-1] = clamp
         groups = self.plan.groups(schedule, clamp_output=clamp is not None)
         cache: dict = {}
-        for _ in range(iterations):
-            for g in groups:
-                state = self.half_step(state, g, beta, target, cache)
+        if self._noise is None:
+            for _ in range(iterations):
+                for g in groups:
+                    state = self.half_step(state, g, beta, target, cache)
+            return state
+        mode = self._noise.resample
+        try:
+            for it in range(iterations):
+                if (mode == "per_step" or (mode == "per_phase" and it == 0)
+                        or self._noise_now is None):
+                    self.redraw_read_noise()
+                if it == 0 or mode == "per_step":
+                    self._apply_read_noise()
+                for g in groups:
+                    state = self.half_step(state, g, beta, target, cache)
+        finally:
+            self._read = None
         return state
 
     def residual(self, state: list[Array], beta: float = 0.0, target: Array | None = None,

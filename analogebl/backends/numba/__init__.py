@@ -56,6 +56,20 @@ class NumbaBackend(ReferenceBackend):
         K.clip01(h.reshape(-1), out.reshape(-1))
         return out
 
+    def _clip_quantize(self, h, c_lo, c_hi, q):
+        h = np.ascontiguousarray(h)
+        out = np.empty_like(h)
+        t = h.dtype.type
+        K.clip_quantize(h.reshape(-1), out.reshape(-1), t(c_lo), t(c_hi), t(q.lo), t(q.hi),
+                        t(q.step))
+        return out
+
+    def op_quantize(self, s, q):
+        return self._clip_quantize(s, -np.inf, np.inf, q)
+
+    def op_clip01_quantize(self, h, q):
+        return self._clip_quantize(h, 0.0, 1.0, q)
+
     def op_matmul(self, a, b):
         return np.dot(np.ascontiguousarray(a), b)
 
@@ -162,19 +176,19 @@ class NumbaBackend(ReferenceBackend):
     def pool_index(self, c: CouplingPlan, pre):
         if c.pool != "max":
             return None
-        return self._pool_raw(self._conv_raw(pre, self.params[c.name], c.padding), "max")[1]
+        return self._pool_raw(self._conv_raw(pre, self.weight(c.name), c.padding), "max")[1]
 
     def coupling_forward(self, c: CouplingPlan, pre):
         if c.kind == "dense":
             return super().coupling_forward(c, pre)
-        z = self._conv_raw(pre, self.params[c.name], c.padding)
+        z = self._conv_raw(pre, self.weight(c.name), c.padding)
         if c.pool == "none":
             return self._raw_to_nchw(z), None
         return self._pool_raw(z, c.pool)
 
     def coupling_forward_at(self, c: CouplingPlan, pre, idx):
         if c.kind == "conv" and c.pool == "max":
-            z = self._conv_raw(pre, self.params[c.name], c.padding)
+            z = self._conv_raw(pre, self.weight(c.name), c.padding)
             out = np.empty(idx.shape, dtype=z.dtype)
             K.pool_at_raw(z, idx, out)
             return out
@@ -188,7 +202,7 @@ class NumbaBackend(ReferenceBackend):
     def coupling_adjoint(self, c: CouplingPlan, post, idx):
         if c.kind == "dense":
             return super().coupling_adjoint(c, post, idx)
-        w = self.params[c.name]
+        w = self.weight(c.name)
         return self._conv_t_raw(self._post_raw(c, post, idx), w, c.padding,
                                 tuple(self.plan.layer_shapes[c.pre][1:]))
 

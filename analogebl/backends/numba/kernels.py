@@ -228,6 +228,21 @@ def clip01(h, out):
         out[i] = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
 
 
+@nb.njit(parallel=True, **_opts)
+def clip_quantize(h, out, c_lo, c_hi, q_lo, q_hi, step):
+    """``out = q_lo + rint((clip(clip(h, c_lo, c_hi), q_lo, q_hi) - q_lo) / step) * step``.
+
+    The diode clamp ``[c_lo, c_hi]`` (``[0, 1]`` for hidden layers, ``[-inf, inf]`` for the
+    linear output) and the ADC of :class:`analogebl.plan.effects.StateQuantizer` in one pass;
+    the same operations in the same order as the reference's ``q(clip01(h))``.
+    """
+    for i in nb.prange(h.size):
+        v = h[i]
+        v = c_lo if v < c_lo else (c_hi if v > c_hi else v)
+        v = q_lo if v < q_lo else (q_hi if v > q_hi else v)
+        out[i] = q_lo + np.rint((v - q_lo) / step) * step
+
+
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) every kernel for float32 and float64."""
     for dt in (np.float32, np.float64):
@@ -243,3 +258,5 @@ def warm_up() -> None:
         pool_avg_raw(s, p)
         unpool_raw(p, idx, True, np.zeros_like(s))
         clip01(s.ravel(), np.zeros(4, dt))
+        one = dt(1.0)
+        clip_quantize(s.ravel(), np.zeros(4, dt), dt(0.0), one, dt(0.0), one, one)

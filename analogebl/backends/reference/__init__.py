@@ -49,6 +49,9 @@ class ReferenceBackend(Backend):
     def op_clip01(self, h):
         return np.clip(h, 0.0, 1.0)
 
+    def op_quantize(self, s, q):
+        return q(s)
+
     def op_mask01(self, h):
         return ((h >= 0.0) & (h <= 1.0)).astype(self._np_dtype)
 

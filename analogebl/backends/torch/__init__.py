@@ -40,6 +40,12 @@ class TorchBackend(Backend):
     def op_clip01(self, h):
         return h.clamp(0.0, 1.0)
 
+    def op_quantize(self, s, q):
+        """``lo + round((clamp(s, lo, hi) - lo) / step) * step`` (round half to even)."""
+        step = torch.tensor(q.step, dtype=s.dtype, device=s.device)
+        lo = torch.tensor(q.lo, dtype=s.dtype, device=s.device)
+        return lo + torch.round((s.clamp(q.lo, q.hi) - lo) / step) * step
+
     def op_mask01(self, h):
         return ((h >= 0.0) & (h <= 1.0)).to(h.dtype)
 
