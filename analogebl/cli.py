@@ -9,30 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from analogebl.backends import BACKENDS
 from analogebl.errors import AnalogeblError
 
 __all__ = ["main"]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _study_list(args) -> int:
@@ -42,7 +25,8 @@ def _study_list(args) -> int:
     for name in list_entries("studies"):
         s = load_study(name)
         first = s["description"].strip().splitlines()[0] if s["description"] else ""
-        print(f"{name:28s} {first}")
+        n = len(s.runs())
+        print(f"{name:26s} {n:3d} run{'s' if n != 1 else ' '}  {first}")
     return 0
 
 
@@ -53,47 +37,110 @@ def _study_show(args) -> int:
     return 0
 
 
-def _overrides(args) -> list:
+def _parse_seeds(text: str) -> list[int]:
+    """``0,1,2`` or ``0-4`` (inclusive)."""
+    try:
+        if "-" in text and "," not in text:
+            a, b = (int(v) for v in text.split("-", 1))
+            seeds = list(range(a, b + 1))
+        else:
+            seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise _usage(f"--seeds: expected a list like 0,1,2 or a range like 0-4, got {text!r}")
+    return seeds
+
+
+def _overrides(args) -> tuple[list, dict]:
     from analogebl.study import parse_set
 
     ov = [parse_set(s) for s in args.set or []]
     for flag, key in (("backend", "backend"), ("device", "device"), ("dtype", "dtype"),
-                      ("seed", "seed"), ("epochs", "epochs")):
+                      ("seed", "seed"), ("epochs", "epochs"), ("profile", "profile")):
         v = getattr(args, flag, None)
         if v is not None:
             ov.append(parse_set(f"{key}={v!r}" if isinstance(v, str) else f"{key}={v}"))
-    return ov
+    sweep = {}
+    if getattr(args, "seeds", None):
+        if args.seed is not None:
+            raise _usage("give --seed or --seeds, not both")
+        sweep["seed"] = _parse_seeds(args.seeds)
+    return ov, sweep
 
 
 def _study_run(args) -> int:
-    from analogebl.pipeline import run_training
     from analogebl.study import load_study
+    from analogebl.study.runner import run_study
 
-    study = load_study(args.name, args.tier, _overrides(args))
-    out = Path(args.out or Path("runs") / study.name / f"{study.tier}-seed{study['seed']}")
-    print(f"study {study.name} (tier {study.tier}): {study['dataset']}, circuit "
-          f"{study['circuit.name']} x{study['circuit.width']}, rule {study['rule.name']}, "
-          f"{study['epochs']} epochs", file=sys.stderr if args.json else sys.stdout)
-    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
-    res = run_training(study, log=log, progress=None if not args.json else False)
+    if args.profile is not None:
+        from analogebl.hardware import load_profile
+
+        load_profile(args.profile)
+    ov, sweep = _overrides(args)
+    study = load_study(args.name, args.tier, ov, sweep)
+    out = Path(args.out or Path("runs") / f"{study.name}-{study.tier}")
+    say = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    runs = study.runs()
+    first = runs[0]
+    say(f"study {study.name} (tier {study.tier}): {first['dataset']}, circuit "
+        f"{first['circuit.name']} x{first['circuit.width']}, {len(runs)} run(s), "
+        f"{first['epochs']} epochs each -> {out}")
+    res = run_study(study, out, executor=args.executor, log=say,
+                    progress=None if not args.json else False,
+                    checkpoint_seconds=args.checkpoint_seconds, quiet=args.json)
+    report = []
+    try:
+        from analogebl.reporting import write_report
+
+        report = [str(p) for p in write_report(out)]
+    except ImportError:  # pragma: no cover - reporting ships with the package
+        pass
     summary = {
         "study": study.name,
         "tier": study.tier,
-        "epochs": len(res.epochs),
-        "test_error": res.test_error,
-        "test_accuracy": 1.0 - res.test_error,
-        "seconds": round(res.seconds, 3),
         "out": str(out),
-        "backend": res.network.backend.name,
-        "history": [e.__dict__ for e in res.epochs],
+        "runs": [r.__dict__ for r in res],
+        "report": report,
     }
-    _atomic_write(out / "config.toml", study.to_toml())
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"test accuracy {100 * summary['test_accuracy']:.2f}% after {summary['epochs']} "
-              f"epochs in {summary['seconds']:.0f} s -> {out}")
+        for r in res:
+            what = (f"test error {100 * r.test_error:6.2f}%  train error "
+                    f"{100 * r.train_error:6.2f}%  ({r.epochs} epochs, {r.seconds:.0f} s)"
+                    if r.status == "complete" else f"DIVERGED: {r.message}")
+            print(f"{r.run_id:24s} {what}")
+        if report:
+            print(f"report: {report[0]}")
+    return 2 if any(r.status != "complete" for r in res) else 0
+
+
+def _study_report(args) -> int:
+    from analogebl.reporting import write_report
+
+    paths = write_report(Path(args.dir), Path(args.out) if args.out else None)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _profile_list(args) -> int:
+    from analogebl.hardware import list_profiles
+
+    for name, desc in list_profiles().items():
+        print(f"{name:16s} {desc}")
+    return 0
+
+
+def _profile_show(args) -> int:
+    from analogebl.hardware import load_profile
+
+    prof = load_profile(args.name)
+    rows = prof.describe()
+    w = max(len(r[0]) for r in rows)
+    for key, value, unit, source in rows:
+        print(f"{key:{w}s}  {value:>14s} {unit:6s} {source}")
     return 0
 
 
@@ -163,11 +210,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=BACKENDS)
     run.add_argument("--device")
     run.add_argument("--dtype", choices=("float32", "float64"))
-    run.add_argument("--seed", type=int)
+    run.add_argument("--seed", type=int, help="one seed (replaces a seed sweep)")
+    run.add_argument("--seeds", help="seed sweep: 0,1,2 or 0-4")
+    run.add_argument("--profile", help="hardware profile (see `analogebl profile list`)")
     run.add_argument("--epochs", type=int)
-    run.add_argument("--out", help="result folder (default runs/STUDY/TIER-seedN)")
+    run.add_argument("--out", help="result folder (default runs/STUDY-TIER); an existing one "
+                     "is resumed")
+    run.add_argument("--executor", default="local",
+                     help="local (default), local:N processes, or dask://HOST:PORT")
+    run.add_argument("--checkpoint-seconds", type=float, dest="checkpoint_seconds",
+                     help="checkpoint interval inside an epoch (default: the study's "
+                     "checkpoint_minutes)")
     run.add_argument("--json", action="store_true", help="end with one JSON summary line")
     run.set_defaults(fn=_study_run)
+    rp = st.add_parser("report", help="tables and figures from the HDF5 files under DIR")
+    rp.add_argument("dir")
+    rp.add_argument("--out", help="report folder (default DIR/report)")
+    rp.set_defaults(fn=_study_report)
+
+    pr = sub.add_parser("profile", help="hardware profiles").add_subparsers(dest="sub",
+                                                                           required=True)
+    pr.add_parser("list", help="list catalog profiles").set_defaults(fn=_profile_list)
+    ps = pr.add_parser("show", help="every field of a profile with unit and source")
+    ps.add_argument("name")
+    ps.set_defaults(fn=_profile_show)
 
     ck = sub.add_parser("check", help="diagnostics").add_subparsers(dest="sub", required=True)
     g = ck.add_parser("gradients", help="each rule's update vs the implicit gradient")

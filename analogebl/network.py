@@ -146,7 +146,8 @@ class Network:
 
         The free phase starts from the state the previous step ended in (the reference's
         warm start) when the batch size is unchanged, else from zero. Returns the batch's
-        free-phase cost and error (before the update).
+        free-phase cost, error, mean energy and relaxation residual
+        ``max |s - act(h)|`` (before the update).
         """
         b = self.backend
         start = b.zero_state(x)
@@ -157,7 +158,9 @@ class Network:
         out = b.to_numpy(free[-1])
         cost = 0.5 * float(np.mean(np.sum((out - np.eye(out.shape[1])[y]) ** 2, axis=1)))
         error = float(np.mean(out.argmax(axis=1) != y))
+        energy = float(np.mean(b.to_numpy(b.energy(free))))
+        residual = b.residual(free)
         grads, last = estimate(b, rule, free, target, schedule)
         optimizer.step(b.params, grads)
         self._warm = last
-        return {"cost": cost, "error": error}
+        return {"cost": cost, "error": error, "energy": energy, "residual": residual}

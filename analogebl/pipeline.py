@@ -1,8 +1,13 @@
-"""The whole flow on one page: dataset -> circuit -> plan -> backend -> rule -> update.
+"""The whole flow on one page: dataset -> circuit -> plan -> backend -> rule -> update -> record.
 
-:func:`run_training` trains a network as a resolved study describes and evaluates it on the
-test set after every epoch (zero-initialised relaxation, argmax of the output, the
-reference's protocol).
+:func:`run_training` trains one run of a study and evaluates it on the test set after every
+epoch (zero-initialised relaxation, argmax of the output, the reference's protocol). With a
+``path`` it records to an HDF5 run file (:mod:`analogebl.recording`): metrics per epoch and a
+checkpoint at every epoch end and every ``checkpoint_minutes``; started again on the same
+file it continues from the checkpoint and ends bit-for-bit where an uninterrupted run would
+(same backend): parameters, optimizer state, the warm-start state, running sums and the
+position in the epoch's data order are all restored, and every random stream is derived
+from (seed, name) or restored from its recorded state.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+import analogebl
 from analogebl.data import DEFAULT_AUGMENTATION, iterate_batches, load_dataset, num_batches
-from analogebl.errors import DivergenceError
+from analogebl.errors import ConfigError, DivergenceError
 from analogebl.learning import (
     SGD,
     Adam,
@@ -27,9 +34,13 @@ from analogebl.learning import (
 )
 from analogebl.network import Network
 from analogebl.plan import derive_rng
+from analogebl.recording import Checkpoint, RunRecord, git_sha, read_run, write_run
 from analogebl.study.config import StudyConfig
 
 __all__ = ["EpochResult", "TrainingResult", "evaluate", "run_training"]
+
+# keys that may change between a run and its resumption without changing its results
+_RESUME_FREE_KEYS = ("checkpoint_minutes", "description", "default_tier")
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ class EpochResult:
 class TrainingResult:
     epochs: list[EpochResult] = field(default_factory=list)
     seconds: float = 0.0
+    path: Path | None = None
+    resumed_from: tuple[int, int] | None = None  # (epoch, step) of the checkpoint used
 
     @property
     def test_error(self) -> float:
@@ -69,12 +82,68 @@ def _optimizer(cfg: dict, names: list[str]):
                 decoupled=cfg["optimizer.name"] == "adamw")
 
 
+def _fmt_seconds(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _config_diff(old_toml: str, new: StudyConfig) -> list[str]:
+    import tomllib
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, prefix + k + "."))
+            else:
+                out[prefix + k] = v
+        return out
+
+    a = flat(tomllib.loads(old_toml))
+    b = flat(tomllib.loads(new.to_toml()))
+    return sorted(k for k in set(a) | set(b)
+                  if k not in _RESUME_FREE_KEYS and a.get(k) != b.get(k))
+
+
+class _Recorder:
+    """Holds a run's metrics and writes the run file (no-op without a path)."""
+
+    def __init__(self, path: Path | None, meta: dict, config_toml: str):
+        self.path, self.meta, self.config_toml = path, meta, config_toml
+        self.metrics: dict[str, list[float]] = {}
+
+    def write(self, checkpoint: Checkpoint | None) -> None:
+        if self.path is not None:
+            write_run(self.path, RunRecord(self.meta, self.config_toml, "",
+                                           {k: np.asarray(v) for k, v in self.metrics.items()},
+                                           checkpoint))
+
+
 def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
-                 progress: bool | None = None) -> TrainingResult:
-    """Train and evaluate as ``study`` says; ``log`` receives one line per epoch."""
+                 progress: bool | None = None, path: str | Path | None = None,
+                 checkpoint_seconds: float | None = None) -> TrainingResult:
+    """Train and evaluate one run as ``study`` says (a study without sweep axes, or one of
+    :meth:`StudyConfig.runs`); ``log`` receives one line per epoch.
+
+    ``path``: the HDF5 run file to record to and resume from (``None``: no recording).
+    ``checkpoint_seconds`` overrides the study's ``checkpoint_minutes`` (0: every step).
+    """
+    if study.sweep:
+        raise ConfigError(f"study {study.name} sweeps {', '.join(k for k, _ in study.sweep)}; "
+                          "run it through analogebl.study.run_study or pick one of .runs()")
     cfg = study.as_dict()
     log = log or (lambda s: None)
+    path = None if path is None else Path(path)
     seed = cfg["seed"]
+    previous = read_run(path) if path is not None and path.exists() else None
+    if previous is not None:
+        diff = _config_diff(previous.config_toml, study)
+        if diff:
+            raise ConfigError(f"holds a run with a different configuration ({', '.join(diff)} "
+                              "differ); choose another --out to start a new run", path=path)
     ds = load_dataset(cfg["dataset"], train_subset=cfg["train_subset"],
                       test_subset=cfg["test_subset"], subset_seed=seed)
     net = Network.from_catalog(cfg["circuit.name"], in_channels=ds.in_channels,
@@ -82,6 +151,7 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
                                gains=cfg["circuit.gains"], pool=cfg["circuit.pool"],
                                backend=cfg["backend"], dtype=cfg["dtype"],
                                device=cfg["device"], seed=seed)
+    b = net.backend
     rule = make_rule(cfg["rule.name"], cfg["rule.beta"], cfg["rule.iterations"])
     opt = _optimizer(cfg, list(net.parameters()))
     epochs = cfg["epochs"]
@@ -91,49 +161,138 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
     free_it = cfg["relaxation.free_iterations"]
     schedule = cfg["relaxation.schedule"]
     np_dtype = np.dtype(cfg["dtype"])
+    bs = cfg["batch_size"]
+    n_batches = num_batches(len(ds.train_y), bs)
+    every_s = (cfg["checkpoint_minutes"] * 60.0 if checkpoint_seconds is None
+               else checkpoint_seconds)
     if progress is None:
         progress = sys.stderr.isatty()
-    result = TrainingResult()
+
+    meta = {"study": study.name, "run_id": study.run_id or "run", "tier": study.tier,
+            "dataset": ds.name, "rule": rule.name,
+            "beta": float("nan") if cfg["rule.beta"] is None else float(cfg["rule.beta"]),
+            "profile": cfg["profile"], "optimizer": cfg["optimizer.name"], "seed": seed,
+            "backend": b.name, "dtype": b.dtype, "device": str(b.device),
+            "version": analogebl.__version__, "git_sha": git_sha(), "epochs_planned": epochs,
+            "complete": False, "status": "running", "message": "",
+            "train_size": len(ds.train_y), "test_size": len(ds.test_y)}
+    rec = _Recorder(path, meta, study.to_toml())
+    result = TrainingResult(path=path)
+
+    start_epoch, start_step, sums = 0, 0, {}
+    if previous is not None:
+        rec.metrics = {k: [float(x) for x in v] for k, v in previous.metrics.items()}
+        for e in range(previous.epochs_done):
+            result.epochs.append(EpochResult(*(rec.metrics[k][e] if k != "epoch" else
+                                               int(rec.metrics[k][e]) for k in
+                                               ("epoch", "train_error", "train_cost",
+                                                "test_error", "seconds"))))
+        if previous.complete:
+            log(f"run {path} is complete ({previous.epochs_done} epochs); nothing to do")
+            result.network = net  # type: ignore[attr-defined]
+            net.load_parameters({k[7:]: v for k, v in previous.checkpoint.arrays.items()
+                                 if k.startswith("params/")})
+            return result
+        ck = previous.checkpoint
+        if ck is not None:
+            start_epoch, start_step, sums = ck.epoch, ck.step, dict(ck.scalars)
+            net.load_parameters({k[7:]: v for k, v in ck.arrays.items()
+                                 if k.startswith("params/")})
+            opt.load_state({k[4:]: b.asarray(v) for k, v in ck.arrays.items()
+                            if k.startswith("opt/")}, sums)
+            if "warm/0" in ck.arrays:
+                net._warm = [b.asarray(ck.arrays[f"warm/{k}"])
+                             for k in range(b.plan.num_layers)]
+            result.resumed_from = (start_epoch, start_step)
+            log(f"resuming {path} at epoch {start_epoch + 1}, batch {start_step + 1}")
+
+    def checkpoint(epoch: int, step: int, sums: dict) -> Checkpoint:
+        arrays = {f"params/{k}": v for k, v in net.parameters().items()}
+        arrays.update({f"opt/{k}": b.to_numpy(v) for k, v in opt.state().items()})
+        if net._warm is not None:
+            arrays.update({f"warm/{k}": b.to_numpy(net._warm[k])
+                           for k in range(b.plan.num_layers)})
+        return Checkpoint(epoch, step, arrays, {**sums, **opt.scalars()}, {})
+
+    def diverged(where: str, epoch: int, step: int) -> DivergenceError:
+        msg = (f"NaN/Inf in {where} at epoch {epoch + 1}, step {step + 1} (rule {rule.name}); "
+               "the last good checkpoint is kept; lower the learning rates or beta")
+        if path is not None and path.exists():
+            last = read_run(path)
+            last.meta.update(status="diverged", message=msg)
+            write_run(path, last)
+        return DivergenceError(msg)
+
     t_start = time.perf_counter()
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
+    estimated = previous is not None
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter() - sums.get("seconds", 0.0)
         sched.apply(opt, epoch)
         rng = derive_rng(seed, f"data/order/epoch{epoch}")
-        batches = iterate_batches(ds.train_x, ds.train_y, cfg["batch_size"], rng=rng,
-                                  mean=ds.mean, std=ds.std, pad_to=cfg["pad_to"],
-                                  augmentation=aug, dtype=np_dtype)
+        first = start_step if epoch == start_epoch else 0
+        if epoch != start_epoch:
+            sums = {}
+        batches = iterate_batches(ds.train_x, ds.train_y, bs, rng=rng, mean=ds.mean,
+                                  std=ds.std, pad_to=cfg["pad_to"], augmentation=aug,
+                                  dtype=np_dtype, start_batch=first)
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=num_batches(len(ds.train_y), cfg["batch_size"]),
-                       desc=f"epoch {epoch + 1}/{epochs}", leave=False, file=sys.stderr)
-        n_seen = cost_sum = err_sum = 0.0
-        for step, (xb, yb) in enumerate(batches):
+            bar = tqdm(total=n_batches, initial=first, desc=f"epoch {epoch + 1}/{epochs}",
+                       leave=False, file=sys.stderr, dynamic_ncols=True)
+        for k in ("n", "cost", "error", "energy", "residual"):
+            sums.setdefault(k, 0.0)
+        last_ck = time.perf_counter()
+        for step, (xb, yb) in enumerate(batches, start=first):
             m = net.train_step(xb, yb, rule, opt, free_it, schedule)
-            bad = net.backend.check_finite(net._warm)
+            bad = b.check_finite(net._warm)
             if bad is not None or not math.isfinite(m["cost"]):
-                raise DivergenceError(
-                    f"NaN/Inf in {bad or 'the output'} at epoch {epoch + 1}, step {step + 1} "
-                    f"(rule {rule.name}); lower the learning rates or beta")
+                if bar is not None:
+                    bar.close()
+                raise diverged(bad or "the output", epoch, step)
             n = len(yb)
-            n_seen += n
-            cost_sum += m["cost"] * n
-            err_sum += m["error"] * n
+            sums["n"] += n
+            sums["cost"] += m["cost"] * n
+            sums["error"] += m["error"] * n
+            sums["energy"] += m["energy"] * n
+            sums["residual"] += m["residual"] * n
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(err=f"{err_sum / n_seen:.3f}", cost=f"{cost_sum / n_seen:.3f}")
+                bar.set_postfix(err=f"{sums['error'] / sums['n']:.3f}",
+                                cost=f"{sums['cost'] / sums['n']:.3f}",
+                                E=f"{sums['energy'] / sums['n']:.2f}")
+            if not estimated and step - first == min(3, n_batches - 1):
+                per_batch = (time.perf_counter() - t0) / (step - first + 1)
+                ep = per_batch * n_batches * (1 + 0.6 * len(ds.test_y) / len(ds.train_y))
+                log(f"estimated time: {_fmt_seconds(ep)} per epoch, "
+                    f"{_fmt_seconds(ep * (epochs - epoch))} for the remaining "
+                    f"{epochs - epoch} epochs")
+                estimated = True
+            if step + 1 < n_batches and time.perf_counter() - last_ck >= every_s:
+                sums["seconds"] = time.perf_counter() - t0
+                rec.write(checkpoint(epoch, step + 1, sums))
+                last_ck = time.perf_counter()
         if bar is not None:
             bar.close()
         test_err = evaluate(net, ds.test_x, ds.test_y, mean=ds.mean, std=ds.std,
                             pad_to=cfg["pad_to"], iterations=free_it,
                             batch_size=cfg["eval_batch_size"], dtype=np_dtype)
-        r = EpochResult(epoch + 1, err_sum / n_seen, cost_sum / n_seen, test_err,
-                        time.perf_counter() - t0)
+        r = EpochResult(epoch + 1, sums["error"] / sums["n"], sums["cost"] / sums["n"],
+                        test_err, time.perf_counter() - t0)
         result.epochs.append(r)
+        row = {"epoch": r.epoch, "train_error": r.train_error, "train_cost": r.train_cost,
+               "test_error": r.test_error, "energy": sums["energy"] / sums["n"],
+               "residual": sums["residual"] / sums["n"], "seconds": r.seconds,
+               "lr": float(next(iter(opt.lrs.values())))}
+        for k, v in row.items():
+            rec.metrics.setdefault(k, []).append(float(v))
+        if epoch + 1 == epochs:
+            meta.update(complete=True, status="complete")
+        rec.write(checkpoint(epoch + 1, 0, {}))
         log(f"epoch {r.epoch}/{epochs}  train_error {100 * r.train_error:6.2f}%  "
-            f"cost {r.train_cost:.4f}  test_error {100 * r.test_error:6.2f}%  "
-            f"({r.seconds:.1f} s)")
+            f"cost {r.train_cost:.4f}  energy {row['energy']:.3f}  "
+            f"test_error {100 * r.test_error:6.2f}%  ({r.seconds:.1f} s)")
     result.seconds = time.perf_counter() - t_start
     result.network = net  # type: ignore[attr-defined]
     return result

@@ -43,3 +43,11 @@ def random_batch(plan, n: int, seed: int = 0, scale: float = 1.0):
 
 def max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+@pytest.fixture(scope="session")
+def all_data_dir(data_dir, tmp_path_factory):
+    """$ANALOGEBL_DATA plus official-format CIFAR-100 and SVHN files written by the tests."""
+    from tests.datafiles import full_data_root
+
+    return str(full_data_root(data_dir, tmp_path_factory.mktemp("data")))

@@ -73,7 +73,16 @@ class SGD:
             params[name] = p - self.lr(name) * d
 
     def state(self) -> dict[str, Array]:
+        """Optimizer state as ``kind/param -> array`` (checkpoints)."""
         return {f"velocity/{k}": v for k, v in self.velocity.items()}
+
+    def load_state(self, state: dict[str, Array], scalars: dict[str, float]) -> None:
+        """Inverse of :meth:`state` (plus :meth:`scalars`)."""
+        self.velocity = {k.split("/", 1)[1]: v for k, v in state.items()
+                         if k.startswith("velocity/")}
+
+    def scalars(self) -> dict[str, float]:
+        return {}
 
 
 class Adam:
@@ -117,8 +126,18 @@ class Adam:
             params[name] = p - self.lr(name) * upd
 
     def state(self) -> dict[str, Array]:
+        """Optimizer state as ``kind/param -> array`` (checkpoints)."""
         return {**{f"m/{k}": v for k, v in self.m.items()},
                 **{f"v/{k}": v for k, v in self.v.items()}}
+
+    def load_state(self, state: dict[str, Array], scalars: dict[str, float]) -> None:
+        """Inverse of :meth:`state` (plus :meth:`scalars`)."""
+        self.m = {k[2:]: v for k, v in state.items() if k.startswith("m/")}
+        self.v = {k[2:]: v for k, v in state.items() if k.startswith("v/")}
+        self.t = int(scalars.get("t", 0))
+
+    def scalars(self) -> dict[str, float]:
+        return {"t": self.t}
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,19 @@ A study file holds the ``full`` configuration at top level and per-tier override
 ``[tiers.NAME]`` tables (same keys). ``--set key=value`` overrides use the same dotted keys
 (``epochs=3``, ``circuit.width=0.25``, ``rule.beta=0.1``) and are validated against the
 schema below: unknown keys and wrongly typed values are rejected with the file and key.
+
+Sweeps: a ``[sweep]`` table lists values for any schema key (``sweep.rule.name = [...]``,
+``sweep.seed = [0, 1, 2]``, ``sweep.profile = [...]``); the study expands into the cartesian
+product, one *run* per combination (:meth:`StudyConfig.runs`). ``[per_rule.NAME]`` tables
+override keys for the runs of one rule (the paper's CL uses ``beta = 1``). Tiers may
+override sweep axes too (``[tiers.smoke.sweep] seed = [0]``).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +27,10 @@ from analogebl.errors import ConfigError
 
 __all__ = ["StudyConfig", "load_study", "parse_set", "SCHEMA", "TIERS"]
 
+# short names of sweep axes in run identifiers
+_AXIS_LABEL = {"rule.name": "", "seed": "seed", "profile": "", "dataset": "",
+               "rule.beta": "beta", "circuit.width": "w"}
+
 TIERS = ("full", "cpu", "smoke")
 
 # key -> allowed python types (None allowed where listed)
@@ -26,6 +38,8 @@ SCHEMA: dict[str, tuple] = {
     "description": (str,),
     "default_tier": (str,),
     "dataset": (str,),
+    "profile": (str,),
+    "checkpoint_minutes": (float, int),
     "epochs": (int,),
     "batch_size": (int,),
     "eval_batch_size": (int,),
@@ -57,6 +71,8 @@ SCHEMA: dict[str, tuple] = {
 DEFAULTS: dict[str, Any] = {
     "description": "",
     "default_tier": "full",
+    "profile": "none",
+    "checkpoint_minutes": 10.0,
     "epochs": 1,
     "batch_size": 128,
     "eval_batch_size": 1000,
@@ -136,20 +152,49 @@ class StudyConfig:
     tier: str
     values: tuple[tuple[str, Any], ...]
     path: str
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    per_rule: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    run_id: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         return dict(self.values)[key]
+
+    def runs(self) -> list[StudyConfig]:
+        """One resolved single-run config per combination of the sweep axes, with
+        ``per_rule`` overrides applied; ``run_id`` names the combination
+        (``c_ep_seed1``; ``run`` when nothing is swept)."""
+        keys = [k for k, _ in self.sweep]
+        out = []
+        for combo in itertools.product(*(v for _, v in self.sweep)):
+            values = dict(self.values)
+            values.update(zip(keys, combo, strict=True))
+            values.update(dict(self.per_rule).get(values["rule.name"], ()))
+            parts = []
+            for k, v in zip(keys, combo, strict=True):
+                label = _AXIS_LABEL.get(k, k.replace(".", "-") + "-")
+                parts.append(f"{label}{v:g}" if isinstance(v, float) else f"{label}{v}")
+            rid = "_".join(parts) if parts else "run"
+            out.append(StudyConfig(self.name, self.tier, tuple(sorted(values.items())),
+                                   self.path, (), (), rid))
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.values)
 
     def to_toml(self) -> str:
         """The resolved configuration as TOML text (recorded with results)."""
-        lines = [f'# study {self.name}, tier {self.tier}']
+        lines = [f'# study {self.name}, tier {self.tier}'
+                 + (f', run {self.run_id}' if self.run_id else '')]
         for k, v in self.values:
             if v is None:
                 continue
             lines.append(f"{_quote_key(k)} = {_toml_value(v)}")
+        if self.sweep:
+            lines.append("\n[sweep]")
+            lines += [f"{k} = {_toml_value(list(v))}" for k, v in self.sweep]
+        for rule, table in self.per_rule:
+            lines.append(f"\n[per_rule.{rule}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in table]
         return "\n".join(lines) + "\n"
 
     def __repr__(self) -> str:
@@ -164,50 +209,91 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(v, ensure_ascii=False)  # JSON string escapes are valid TOML
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return repr(v)
 
 
+def _split_sweep(doc: dict, path, where: str) -> tuple[dict, dict]:
+    """Pop ``sweep`` and ``per_rule`` tables from ``doc`` and validate them."""
+    sweep = {}
+    for k, vals in _flatten(doc.pop("sweep", {}), path).items():
+        key = f"{where}sweep.{k}"
+        if k not in SCHEMA:
+            raise ConfigError(f"unknown sweep axis; known keys: {', '.join(SCHEMA)}",
+                              path=path, key=key)
+        if not isinstance(vals, list) or not vals:
+            raise ConfigError("a sweep axis needs a non-empty list of values", path=path,
+                              key=key)
+        sweep[k] = tuple(_check(k, v, path) for v in vals)
+    per_rule = {}
+    for rule, table in doc.pop("per_rule", {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError("expected a table of overrides", path=path,
+                              key=f"{where}per_rule.{rule}")
+        per_rule[rule] = {k: _check(k, v, path) for k, v in _flatten(table, path).items()}
+    return sweep, per_rule
+
+
 def load_study(name: str, tier: str | None = None,
-               overrides: list[tuple[str, Any]] | None = None) -> StudyConfig:
+               overrides: list[tuple[str, Any]] | None = None,
+               sweep_overrides: dict[str, list[Any]] | None = None) -> StudyConfig:
     """Load ``studies/NAME.toml``, pick a tier (default: the file's ``default_tier``) and
-    apply ``overrides`` (from :func:`parse_set`)."""
+    apply ``overrides`` (from :func:`parse_set`; an override of a swept key replaces the
+    axis) and ``sweep_overrides`` (key -> values, e.g. ``--seeds``)."""
     path = Path(find_entry("studies", name))
     doc = copy.deepcopy(read_toml(path))
     tiers = doc.pop("tiers", {})
+    if not isinstance(tiers, dict):
+        raise ConfigError("expected tables [tiers.NAME]", path=path, key="tiers")
+    sweep, per_rule = _split_sweep(doc, path, "")
     flat = _flatten(doc, path)
     for k, v in flat.items():
         _check(k, v, path)
+    tier_docs = {}
     for t, table in tiers.items():
         if t not in TIERS:
             raise ConfigError(f"unknown tier; tiers are {', '.join(TIERS)}", path=path,
                               key=f"tiers.{t}")
-        for k, v in _flatten(table, path).items():
+        table = copy.deepcopy(table)
+        t_sweep, t_rule = _split_sweep(table, path, f"tiers.{t}.")
+        t_flat = _flatten(table, path)
+        for k, v in t_flat.items():
             # an unknown key is reported with its full dotted path inside the file
             _check(k if k in SCHEMA else f"tiers.{t}.{k}", v, path)
+        tier_docs[t] = (t_flat, t_sweep, t_rule)
     tier = tier or flat.get("default_tier", "full")
     if tier not in TIERS:
         raise ConfigError(f"unknown tier {tier!r}; tiers are {', '.join(TIERS)}", key="--tier")
-    if tier != "full" and tier not in tiers:
-        raise ConfigError(f"study has no tier {tier!r} (has: full, {', '.join(tiers)})",
+    if tier != "full" and tier not in tier_docs:
+        raise ConfigError(f"study has no tier {tier!r} (has: full, {', '.join(tier_docs)})",
                           path=path, key="tiers")
     values = dict(DEFAULTS)
     values.update(flat)
     if tier != "full":
-        values.update(_flatten(tiers[tier], path))
+        t_flat, t_sweep, t_rule = tier_docs[tier]
+        values.update(t_flat)
+        sweep.update(t_sweep)
+        for r, table in t_rule.items():
+            per_rule.setdefault(r, {}).update(table)
     for k, v in overrides or []:
         values[k] = v
+        sweep.pop(k, None)
+    for k, vals in (sweep_overrides or {}).items():
+        sweep[k] = tuple(_check(k, v, "--seeds" if k == "seed" else k) for v in vals)
     for k in REQUIRED:
-        if k not in values:
+        if k not in values and k not in sweep:
             raise ConfigError("missing required key", path=path, key=k)
-    if values["relaxation.schedule"] not in ("async", "sync"):
-        raise ConfigError("must be 'async' or 'sync'", path=path, key="relaxation.schedule")
-    if values["optimizer.name"] not in ("sgd", "adam", "adamw"):
-        raise ConfigError("must be sgd, adam or adamw", path=path, key="optimizer.name")
-    if values["optimizer.schedule"] not in ("cosine", "constant"):
-        raise ConfigError("must be cosine or constant", path=path, key="optimizer.schedule")
-    if values["dtype"] not in ("float32", "float64"):
-        raise ConfigError("must be float32 or float64", path=path, key="dtype")
-    return StudyConfig(path.stem, tier, tuple(sorted(values.items())), str(path))
+    checks = {"relaxation.schedule": ("async", "sync"),
+              "optimizer.name": ("sgd", "adam", "adamw"),
+              "optimizer.schedule": ("cosine", "constant"),
+              "dtype": ("float32", "float64")}
+    for k, allowed in checks.items():
+        for v in sweep.get(k, (values.get(k),)):
+            if v not in allowed:
+                raise ConfigError(f"must be one of {', '.join(allowed)}, got {v!r}", path=path,
+                                  key=k)
+    return StudyConfig(path.stem, tier, tuple(sorted(values.items())), str(path),
+                       tuple(sweep.items()),
+                       tuple((r, tuple(sorted(t.items()))) for r, t in per_rule.items()))

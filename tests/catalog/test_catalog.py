@@ -18,21 +18,25 @@ def test_every_circuit_loads(name):
 
 
 @pytest.mark.parametrize("name", list(list_entries("studies")))
-def test_every_study_runs_in_smoke_tier(name, data_dir, tmp_path, capsys):
+def test_every_study_runs_in_smoke_tier(name, all_data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ANALOGEBL_DATA", all_data_dir)
     for tier in ("full", "cpu", "smoke"):
-        load_study(name, tier)
+        assert load_study(name, tier).runs()
     rc = main(["study", "run", name, "--tier", "smoke", "--json", "--out", str(tmp_path)])
     assert rc == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("study", "tier", "epochs", "test_error", "test_accuracy", "seconds", "out"):
-        assert key in last
     assert last["study"] == name and last["tier"] == "smoke"
-    assert 0.0 <= last["test_error"] <= 1.0
-    assert (tmp_path / "summary.json").is_file() and (tmp_path / "config.toml").is_file()
+    runs = load_study(name, "smoke").runs()
+    assert [r["run_id"] for r in last["runs"]] == [r.run_id for r in runs]
+    for r in last["runs"]:
+        assert r["status"] == "complete" and 0.0 <= r["test_error"] <= 1.0
+        assert (tmp_path / f"{r['run_id']}.h5").is_file()
+    assert (tmp_path / "study.toml").is_file()
+    assert any(p.endswith("report.md") for p in last["report"])
 
 
 def test_set_overrides_are_validated():
-    s = load_study("fmnist_dchn_smoke", "cpu", [parse_set("circuit.width=0.25"),
+    s = load_study("c_ep_fmnist", "cpu", [parse_set("circuit.width=0.25"),
                                                  parse_set("epochs=3"),
                                                  parse_set("rule.beta=0.1")])
     assert s["circuit.width"] == 0.25 and s["epochs"] == 3 and s["rule.beta"] == 0.1

@@ -15,6 +15,7 @@ from scipy.io import savemat
 from analogebl.cli import main
 from analogebl.data import load_dataset, verify_checksums
 from analogebl.errors import DataError
+from tests.datafiles import write_cifar100
 
 
 def test_mnist_real_files(data_dir):
@@ -67,22 +68,8 @@ def test_checksums_of_shared_data(data_dir):
 
 # --- CIFAR-100 and SVHN: official formats written here -----------------------------------
 
-def _write_cifar100(root, n, rng):
-    d = root / "cifar100" / "cifar-100-binary"
-    d.mkdir(parents=True)
-    out = {}
-    for split, k in (("train", n), ("test", n // 2)):
-        fine = rng.integers(0, 100, size=k).astype(np.uint8)
-        coarse = (fine // 5).astype(np.uint8)
-        img = rng.integers(0, 256, size=(k, 3, 32, 32), dtype=np.uint8)  # R, G, B planes
-        rec = np.concatenate([coarse[:, None], fine[:, None], img.reshape(k, -1)], axis=1)
-        rec.tofile(d / f"{split}.bin")
-        out[split] = (img, coarse, fine)
-    return out
-
-
 def test_cifar100_official_binary_format(tmp_path):
-    truth = _write_cifar100(tmp_path, 40, np.random.default_rng(0))
+    truth = write_cifar100(tmp_path, 40, np.random.default_rng(0))
     ds = load_dataset("cifar100", tmp_path)
     img, coarse, fine = truth["train"]
     assert ds.num_classes == 100 and ds.in_channels == 3 and ds.image_size == 32
@@ -157,7 +144,7 @@ def test_damaged_gzip_and_bad_magic(data_dir, tmp_path):
 
 
 def test_truncated_cifar_and_garbage_svhn(tmp_path):
-    _write_cifar100(tmp_path, 10, np.random.default_rng(2))
+    write_cifar100(tmp_path, 10, np.random.default_rng(2))
     f = tmp_path / "cifar100" / "cifar-100-binary" / "train.bin"
     f.write_bytes(f.read_bytes()[:-7])
     with pytest.raises(DataError, match=r"train\.bin.*not a whole number"):

@@ -1,0 +1,196 @@
+"""⑨ Running a study: expand its sweep into runs and fan them out over an executor.
+
+Each run trains into its own HDF5 file ``OUT/RUN_ID.h5`` (:func:`analogebl.pipeline.
+run_training`), so runs are independent and resumable: running the study again on the same
+``OUT`` skips complete runs and continues the others from their checkpoints. A lost worker
+therefore costs only its unfinished run.
+
+Executors: ``local`` (in this process, one run after another), ``local:N`` (a pool of N
+processes; the machine's cores are split between them) and ``dask://HOST:PORT`` (a Dask
+distributed scheduler; every worker must see ``OUT`` and the datasets at the same paths).
+
+Results are bit-for-bit reproducible for a given backend *and thread count*: BLAS may sum in
+a different order with more threads. A ``local:N`` pool gives each worker ``cores // N``
+threads; Dask workers use what their nanny sets (one thread per worker process by default),
+so a Dask sweep equals a ``local:N`` sweep with the same threads per worker.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from analogebl.errors import ConfigError, DivergenceError
+from analogebl.recording import atomic_write_text
+from analogebl.study.config import StudyConfig
+
+__all__ = ["RunSummary", "parse_executor", "plan_runs", "run_study"]
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMBA_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Outcome of one run of a study."""
+
+    run_id: str
+    path: str
+    status: str  # "complete" | "diverged"
+    epochs: int
+    test_error: float
+    train_error: float
+    seconds: float
+    message: str = ""
+
+
+def parse_executor(spec: str) -> tuple[str, int | str | None]:
+    """``local`` -> ("local", None); ``local:N`` -> ("pool", N); ``dask://H:P`` ->
+    ("dask", "tcp://H:P")."""
+    if spec == "local":
+        return "local", None
+    if spec.startswith("local:"):
+        try:
+            n = int(spec[6:])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"local:N needs a worker count >= 1, got {spec!r}",
+                              key="--executor")
+        return ("local", None) if n == 1 else ("pool", n)
+    if spec.startswith("dask://"):
+        addr = spec[len("dask://"):]
+        if ":" not in addr:
+            raise ConfigError(f"expected dask://HOST:PORT, got {spec!r}", key="--executor")
+        return "dask", "tcp://" + addr
+    raise ConfigError(f"unknown executor {spec!r}; use local, local:N or dask://HOST:PORT",
+                      key="--executor")
+
+
+def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
+    """The study's runs and their files; checks up front (before anything is written) that
+    every run's circuit, profile and dataset can be loaded."""
+    from analogebl.circuit import load_circuit
+    from analogebl.data import DATASETS, load_dataset
+    from analogebl.learning import layer_learning_rates, make_rule
+
+    runs = study.runs()
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("two runs of the sweep get the same identifier", path=study.path,
+                          key="sweep")
+    seen = set()
+    for r in runs:
+        if r["dataset"] not in DATASETS:
+            raise ConfigError(f"unknown dataset {r['dataset']!r}; choose from "
+                              f"{', '.join(DATASETS)}", path=study.path, key="dataset")
+        make_rule(r["rule.name"], r["rule.beta"], r["rule.iterations"])
+        key = (r["dataset"], r["train_subset"], r["test_subset"], r["seed"])
+        if key not in seen:
+            ds = load_dataset(r["dataset"], train_subset=r["train_subset"],
+                              test_subset=r["test_subset"], subset_seed=r["seed"])
+            seen.add(key)
+        circuit = load_circuit(r["circuit.name"], in_channels=ds.in_channels,
+                               num_classes=ds.num_classes, width=r["circuit.width"],
+                               gains=r["circuit.gains"], pool=r["circuit.pool"])
+        layer_learning_rates(list(circuit.parameter_shapes()), r["optimizer.lr"])
+        if r["profile"] != "none":
+            from analogebl.hardware import load_profile
+
+            load_profile(r["profile"])
+    return [(r, out / f"{r.run_id}.h5") for r in runs]
+
+
+def _prepare_out(out: Path, study: StudyConfig) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder: {exc.strerror}",
+                          path=out) from None
+    for stale in out.glob("*.h5.tmp"):  # a write interrupted by a crash
+        stale.unlink(missing_ok=True)
+    atomic_write_text(out / "study.toml", study.to_toml())
+
+
+def _execute(run: StudyConfig, path: str, checkpoint_seconds: float | None, threads: int | None,
+             progress: bool | None, quiet: bool) -> RunSummary:
+    """Train one run (in this process or a worker); divergence becomes a status."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    from analogebl.pipeline import run_training
+
+    def log(line: str) -> None:
+        if not quiet:
+            print(f"[{run.run_id}] {line}", flush=True)
+
+    try:
+        res = run_training(run, log=log, progress=progress, path=path,
+                           checkpoint_seconds=checkpoint_seconds)
+    except DivergenceError as exc:
+        log(f"diverged: {exc}")
+        return RunSummary(run.run_id, path, "diverged", 0, float("nan"), float("nan"), 0.0,
+                          str(exc))
+    last = res.epochs[-1]
+    return RunSummary(run.run_id, path, "complete", len(res.epochs), last.test_error,
+                      last.train_error, sum(e.seconds for e in res.epochs))
+
+
+def run_study(study: StudyConfig, out: str | Path, executor: str = "local",
+              log: Callable[[str], None] | None = None, progress: bool | None = None,
+              checkpoint_seconds: float | None = None, quiet: bool = False) -> list[RunSummary]:
+    """Run (or resume) every run of ``study`` into ``out``; returns one summary per run."""
+    log = log or (lambda s: None)
+    kind, arg = parse_executor(executor)
+    out = Path(out)
+    planned = plan_runs(study, out)
+    _prepare_out(out, study)
+    log(f"{len(planned)} run(s) -> {out} (executor {executor})")
+    jobs = [(r, str(p)) for r, p in planned]
+    if kind == "local":
+        return [_execute(r, p, checkpoint_seconds, None, progress, quiet) for r, p in jobs]
+    if kind == "pool":
+        n = int(arg)
+        threads = max(1, (os.cpu_count() or 1) // n)
+        ctx = multiprocessing.get_context("spawn")
+        # BLAS and OpenMP read their thread counts when a worker first imports them: the
+        # workers inherit this environment (the parent's own pools are already set up)
+        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        os.environ.update({k: str(threads) for k in _THREAD_VARS})
+        try:
+            with cf.ProcessPoolExecutor(n, mp_context=ctx) as pool:
+                futs = [pool.submit(_execute, r, p, checkpoint_seconds, threads, False, quiet)
+                        for r, p in jobs]
+                return [f.result() for f in futs]
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("the dask executor needs 'distributed' (pip install "
+                          "'analogebl[dask]')", key="--executor") from None
+    try:
+        client = Client(arg, timeout=10)
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {arg}: {exc}",
+                          key="--executor") from None
+    try:
+        futs = [client.submit(_execute, r, p, checkpoint_seconds, None, False, quiet,
+                              pure=False, key=f"{study.name}-{r.run_id}-{os.getpid()}")
+                for r, p in jobs]
+        return client.gather(futs)
+    finally:
+        client.close()
