@@ -28,8 +28,8 @@ from analogebl.errors import ConfigError
 __all__ = ["StudyConfig", "load_study", "parse_set", "SCHEMA", "TIERS"]
 
 # short names of sweep axes in run identifiers
-_AXIS_LABEL = {"rule.name": "", "seed": "seed", "profile": "", "dataset": "",
-               "rule.beta": "beta", "circuit.width": "w"}
+_AXIS_LABEL = {"rule.name": "", "seed": "seed", "profile": "", "dataset": "", "variant": "",
+               "rule.beta": "beta", "circuit.width": "w", "dtype": ""}
 
 TIERS = ("full", "cpu", "smoke")
 
@@ -39,6 +39,7 @@ SCHEMA: dict[str, tuple] = {
     "default_tier": (str,),
     "dataset": (str,),
     "profile": (str,),
+    "variant": (str, type(None)),
     "checkpoint_minutes": (float, int),
     "epochs": (int,),
     "batch_size": (int,),
@@ -72,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "description": "",
     "default_tier": "full",
     "profile": "none",
+    "variant": None,
     "checkpoint_minutes": 10.0,
     "epochs": 1,
     "batch_size": 128,
@@ -155,6 +157,7 @@ class StudyConfig:
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     per_rule: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     run_id: str | None = None
+    variants: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def __getitem__(self, key: str) -> Any:
         return dict(self.values)[key]
@@ -167,7 +170,15 @@ class StudyConfig:
         out = []
         for combo in itertools.product(*(v for _, v in self.sweep)):
             values = dict(self.values)
-            values.update(zip(keys, combo, strict=True))
+            chosen = dict(zip(keys, combo, strict=True))
+            values.update(chosen)
+            variant = values["variant"]
+            if variant is not None:
+                if variant not in dict(self.variants):
+                    raise ConfigError(f"unknown variant {variant!r}; defined: "
+                                      f"{', '.join(dict(self.variants)) or '(none)'}",
+                                      path=self.path, key="variant")
+                values.update(dict(self.variants)[variant])
             values.update(dict(self.per_rule).get(values["rule.name"], ()))
             parts = []
             for k, v in zip(keys, combo, strict=True):
@@ -192,6 +203,9 @@ class StudyConfig:
         if self.sweep:
             lines.append("\n[sweep]")
             lines += [f"{k} = {_toml_value(list(v))}" for k, v in self.sweep]
+        for name, table in self.variants:
+            lines.append(f"\n[variants.{name}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in table]
         for rule, table in self.per_rule:
             lines.append(f"\n[per_rule.{rule}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in table]
@@ -227,6 +241,15 @@ def _split_sweep(doc: dict, path, where: str) -> tuple[dict, dict]:
             raise ConfigError("a sweep axis needs a non-empty list of values", path=path,
                               key=key)
         sweep[k] = tuple(_check(k, v, path) for v in vals)
+    variants = {}
+    for name, table in doc.pop("variants", {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError("expected a table of overrides", path=path,
+                              key=f"{where}variants.{name}")
+        variants[name] = {k: _check(k, v, path) for k, v in _flatten(table, path).items()}
+    if variants:
+        sweep["variant"] = tuple(variants)
+        sweep["variants"] = variants
     per_rule = {}
     for rule, table in doc.pop("per_rule", {}).items():
         if not isinstance(table, dict):
@@ -248,6 +271,7 @@ def load_study(name: str, tier: str | None = None,
     if not isinstance(tiers, dict):
         raise ConfigError("expected tables [tiers.NAME]", path=path, key="tiers")
     sweep, per_rule = _split_sweep(doc, path, "")
+    variants = sweep.pop("variants", {})
     flat = _flatten(doc, path)
     for k, v in flat.items():
         _check(k, v, path)
@@ -258,6 +282,9 @@ def load_study(name: str, tier: str | None = None,
                               key=f"tiers.{t}")
         table = copy.deepcopy(table)
         t_sweep, t_rule = _split_sweep(table, path, f"tiers.{t}.")
+        if "variants" in t_sweep:
+            raise ConfigError("variants are defined once, at top level", path=path,
+                              key=f"tiers.{t}.variants")
         t_flat = _flatten(table, path)
         for k, v in t_flat.items():
             # an unknown key is reported with its full dotted path inside the file
@@ -277,6 +304,11 @@ def load_study(name: str, tier: str | None = None,
         sweep.update(t_sweep)
         for r, table in t_rule.items():
             per_rule.setdefault(r, {}).update(table)
+    if "variant" in sweep:
+        unknown = set(sweep["variant"]) - set(variants)
+        if unknown:
+            raise ConfigError(f"unknown variant(s) {sorted(unknown)}; defined: "
+                              f"{', '.join(variants)}", path=path, key="sweep.variant")
     for k, v in overrides or []:
         values[k] = v
         sweep.pop(k, None)
@@ -296,4 +328,6 @@ def load_study(name: str, tier: str | None = None,
                                   key=k)
     return StudyConfig(path.stem, tier, tuple(sorted(values.items())), str(path),
                        tuple(sweep.items()),
-                       tuple((r, tuple(sorted(t.items()))) for r, t in per_rule.items()))
+                       tuple((r, tuple(sorted(t.items()))) for r, t in per_rule.items()),
+                       variants=tuple((n, tuple(sorted(t.items())))
+                                      for n, t in variants.items()))
