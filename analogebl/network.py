@@ -141,15 +141,19 @@ class Network:
 
     # ------------------------------------------------------------------ training
     def train_step(self, x: np.ndarray, y: np.ndarray, rule: Rule, optimizer,
-                   free_iterations: int = 60, schedule: str = "async") -> dict[str, float]:
+                   free_iterations: int = 60, schedule: str = "async",
+                   hardware=None) -> dict[str, float]:
         """One training step: warm-started free phase, the rule's estimate, the update.
 
         The free phase starts from the state the previous step ended in (the reference's
         warm start) when the batch size is unchanged, else from zero. Returns the batch's
         free-phase cost, error, mean energy and relaxation residual
-        ``max |s - act(h)|`` (before the update).
+        ``max |s - act(h)|`` (before the update). ``hardware``: an
+        :class:`analogebl.update.session.HardwareSession` that realises the update as pulses.
         """
         b = self.backend
+        if hardware is not None:
+            hardware.begin_step()
         start = b.zero_state(x)
         if self._warm is not None and self._warm[0].shape[0] == start[0].shape[0]:
             start = [start[0], *self._warm[1:]]
@@ -161,6 +165,10 @@ class Network:
         energy = float(np.mean(b.to_numpy(b.energy(free))))
         residual = b.residual(free)
         grads, last = estimate(b, rule, free, target, schedule)
-        optimizer.step(b.params, grads)
+        if hardware is None:
+            optimizer.step(b.params, grads)
+        else:  # the update becomes pulses on the crossbars (analogebl.update.session)
+            hardware.observe(free, free_iterations + 2 * getattr(rule, "iterations", 0))
+            hardware.step(optimizer, grads)
         self._warm = last
         return {"cost": cost, "error": error, "energy": energy, "residual": residual}

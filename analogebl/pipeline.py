@@ -24,6 +24,7 @@ import numpy as np
 import analogebl
 from analogebl.data import DEFAULT_AUGMENTATION, iterate_batches, load_dataset, num_batches
 from analogebl.errors import ConfigError, DivergenceError
+from analogebl.hardware import load_profile
 from analogebl.learning import (
     SGD,
     Adam,
@@ -36,6 +37,7 @@ from analogebl.network import Network
 from analogebl.plan import derive_rng
 from analogebl.recording import Checkpoint, RunRecord, git_sha, read_run, write_run
 from analogebl.study.config import StudyConfig
+from analogebl.update.session import HardwareSession
 
 __all__ = ["EpochResult", "TrainingResult", "evaluate", "run_training"]
 
@@ -111,13 +113,14 @@ def _config_diff(old_toml: str, new: StudyConfig) -> list[str]:
 class _Recorder:
     """Holds a run's metrics and writes the run file (no-op without a path)."""
 
-    def __init__(self, path: Path | None, meta: dict, config_toml: str):
+    def __init__(self, path: Path | None, meta: dict, config_toml: str, profile_toml: str):
         self.path, self.meta, self.config_toml = path, meta, config_toml
+        self.profile_toml = profile_toml
         self.metrics: dict[str, list[float]] = {}
 
     def write(self, checkpoint: Checkpoint | None) -> None:
         if self.path is not None:
-            write_run(self.path, RunRecord(self.meta, self.config_toml, "",
+            write_run(self.path, RunRecord(self.meta, self.config_toml, self.profile_toml,
                                            {k: np.asarray(v) for k, v in self.metrics.items()},
                                            checkpoint))
 
@@ -152,6 +155,9 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
                                backend=cfg["backend"], dtype=cfg["dtype"],
                                device=cfg["device"], seed=seed)
     b = net.backend
+    profile = None if cfg["profile"] == "none" else load_profile(cfg["profile"])
+    hw = (None if profile is None or profile.is_ideal else
+          HardwareSession(profile, b, ds.mean, ds.std, seed))
     rule = make_rule(cfg["rule.name"], cfg["rule.beta"], cfg["rule.iterations"])
     opt = _optimizer(cfg, list(net.parameters()))
     epochs = cfg["epochs"]
@@ -176,7 +182,7 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
             "version": analogebl.__version__, "git_sha": git_sha(), "epochs_planned": epochs,
             "complete": False, "status": "running", "message": "",
             "train_size": len(ds.train_y), "test_size": len(ds.test_y)}
-    rec = _Recorder(path, meta, study.to_toml())
+    rec = _Recorder(path, meta, study.to_toml(), "" if profile is None else profile.to_toml())
     result = TrainingResult(path=path)
 
     start_epoch, start_step, sums = 0, 0, {}
@@ -203,6 +209,8 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
             if "warm/0" in ck.arrays:
                 net._warm = [b.asarray(ck.arrays[f"warm/{k}"])
                              for k in range(b.plan.num_layers)]
+            if hw is not None:
+                hw.load_state(ck.arrays, ck.rng, sums)
             result.resumed_from = (start_epoch, start_step)
             log(f"resuming {path} at epoch {start_epoch + 1}, batch {start_step + 1}")
 
@@ -212,7 +220,11 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
         if net._warm is not None:
             arrays.update({f"warm/{k}": b.to_numpy(net._warm[k])
                            for k in range(b.plan.num_layers)})
-        return Checkpoint(epoch, step, arrays, {**sums, **opt.scalars()}, {})
+        rng, scalars = {}, {}
+        if hw is not None:
+            hw_arrays, rng, scalars = hw.state()
+            arrays.update(hw_arrays)
+        return Checkpoint(epoch, step, arrays, {**sums, **opt.scalars(), **scalars}, rng)
 
     def diverged(where: str, epoch: int, step: int) -> DivergenceError:
         msg = (f"NaN/Inf in {where} at epoch {epoch + 1}, step {step + 1} (rule {rule.name}); "
@@ -245,7 +257,7 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
             sums.setdefault(k, 0.0)
         last_ck = time.perf_counter()
         for step, (xb, yb) in enumerate(batches, start=first):
-            m = net.train_step(xb, yb, rule, opt, free_it, schedule)
+            m = net.train_step(xb, yb, rule, opt, free_it, schedule, hardware=hw)
             bad = b.check_finite(net._warm)
             if bad is not None or not math.isfinite(m["cost"]):
                 if bar is not None:
@@ -285,6 +297,11 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
                "test_error": r.test_error, "energy": sums["energy"] / sums["n"],
                "residual": sums["residual"] / sums["n"], "seconds": r.seconds,
                "lr": float(next(iter(opt.lrs.values())))}
+        if hw is not None:
+            row.update(pulses=hw.pulses, update_energy_J=hw.update_energy_J,
+                       relax_energy_J=hw.relax_energy_J,
+                       energy_J=hw.update_energy_J + hw.relax_energy_J)
+            hw.end_epoch()
         for k, v in row.items():
             rec.metrics.setdefault(k, []).append(float(v))
         if epoch + 1 == epochs:

@@ -1,0 +1,218 @@
+"""③/⑦ The circuit's parameters as crossbars of device pairs, and their physical readouts.
+
+Mapping (``conductance.mapping = "differential"``): every parameter tensor (coupling weights
+and the bias, which is one more crossbar row driven at ``v_read``) is a differential pair
+
+    W = (G+ - G-) / g_unit,   g_unit = (g_max - g_min) / w_max,   w_max = 2 max|W_init|
+
+(per tensor; a bias uses the ``w_max`` of its layer's weights), so ``|W| = w_max`` puts one
+device at ``g_max`` and the other at ``g_min``. Initial programming rounds to the nominal
+conductance levels. With ``mapping = "ideal_signed"`` the parameters are kept as numbers
+(read noise relative to ``|W|`` still applies).
+
+Physical readouts (dense couplings; the state-to-voltage scale is ``v_read``): the power
+dissipated in a crossbar whose rows carry ``V_i`` (and ``-V_i`` on the inverted rows that
+feed the G- column) and whose columns sit at ``V_j`` is
+
+    P = sum_ij G+_ij (V_i - V_j)^2 + G-_ij (V_i + V_j)^2,
+
+the energy of a relaxation is ``P * iterations * t_read_sec``, and the energy of an update
+``sum over pulses of V_w^2 G t_w``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analogebl.hardware.devices import DeviceArray, DeviceParams, exp_saturating_k_gamma
+from analogebl.hardware.profile import HardwareProfile
+from analogebl.update.pulses import pulse_counts, split_pair
+
+__all__ = ["Crossbars", "UpdateStats", "device_params"]
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    """Counters of one conductance update."""
+
+    pulses: int
+    energy_J: float
+    refreshes: int = 0
+
+
+def device_params(prof: HardwareProfile) -> DeviceParams:
+    """The profile's update/variability/faults/retention fields as :class:`DeviceParams`."""
+    g = prof.get
+    model, n = g("update", "model"), max(g("update", "n_states"), 1)
+    k_up, k_down = g("update", "step_scale_up"), g("update", "step_scale_down")
+    gu, gd = g("update", "gamma_up"), g("update", "gamma_down")
+    if model == "constant_step":
+        gu = gd = 0.0
+    elif model == "soft_bounds":
+        gu = gd = 1.0
+    elif model == "exp_saturating":
+        ku, gu = exp_saturating_k_gamma(g("update", "a_norm_up"), n)
+        kd, gd = exp_saturating_k_gamma(g("update", "a_norm_down"), n)
+        k_up, k_down = k_up * ku, k_down * kd
+    return DeviceParams(
+        model, g("conductance", "g_min_S"), g("conductance", "g_max_S"), n, k_up, k_down, gu,
+        gd, g("update", "asymmetry"),
+        tuple(g("update", k) for k in ("exp_a", "exp_b", "exp_gamma_up", "exp_gamma_down",
+                                       "exp_A_up", "exp_A_down")),
+        g("variability", "c2c_std"), g("variability", "c2c_mode"),
+        g("variability", "write_noise_std"), g("variability", "dtod_step_std"),
+        g("variability", "dtod_step_lognormal"), g("variability", "dtod_asymmetry_std"),
+        g("variability", "dtod_bounds_std"), g("variability", "dtod_gamma_std"),
+        g("faults", "stuck_prob"), g("faults", "stuck_mode"), g("faults", "stuck_on_fraction"),
+        g("retention", "drift_model"), g("retention", "drift_nu"),
+        g("retention", "drift_nu_std"), g("retention", "drift_t0_sec"))
+
+
+class Crossbars:
+    """Device pairs of every parameter; converts updates to pulses (see module docstring)."""
+
+    def __init__(self, prof: HardwareProfile, params: dict[str, np.ndarray],
+                 rng: np.random.Generator):
+        self.profile = prof
+        self.differential = prof.get("conductance", "mapping") == "differential"
+        self.names = list(params)
+        self.w: dict[str, np.ndarray] = {}
+        self.g_unit: dict[str, float] = {}
+        self.pairs: dict[str, tuple[DeviceArray, DeviceArray]] = {}
+        if not self.differential:
+            self.w = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+            return
+        p = device_params(prof)
+        self.p = p
+        w_max = {}
+        for k, v in params.items():
+            w_max[k] = 2.0 * float(np.max(np.abs(v))) if np.size(v) else 0.0
+        for k in params:  # b_k borrows W_k's scale (biases start at zero)
+            if w_max[k] == 0.0:
+                w_max[k] = w_max.get("W" + k[1:], 0.0) or 1.0
+        for k, v in params.items():
+            gu = p.range_S / w_max[k]
+            self.g_unit[k] = gu
+            plus, minus = DeviceArray(p, v.shape, rng), DeviceArray(p, v.shape, rng)
+            v = np.asarray(v, dtype=np.float64)
+            plus.program(p.g_min_S + np.maximum(v, 0.0) * gu)
+            minus.program(p.g_min_S + np.maximum(-v, 0.0) * gu)
+            self.pairs[k] = (plus, minus)
+
+    # ------------------------------------------------------------------ reads
+    def weights(self) -> dict[str, np.ndarray]:
+        """Effective parameters ``(G+ - G-)/g_unit`` as a read sees them (float64)."""
+        if not self.differential:
+            return {k: v.copy() for k, v in self.w.items()}
+        return {k: (a.visible - b.visible) / self.g_unit[k] for k, (a, b) in self.pairs.items()}
+
+    def read_noise_std(self) -> dict[str, np.ndarray] | None:
+        """Std of one read of each parameter, in weight units:
+        ``sqrt((s_r G+)^2 + (s_r G-)^2 + 2 s_abs^2) / g_unit`` (``s_r |W|`` without a pair)."""
+        rel = self.profile.get("read", "noise_rel")
+        ab = self.profile.get("read", "noise_abs_S")
+        if rel == 0 and ab == 0:
+            return None
+        if not self.differential:
+            return {k: rel * np.abs(v) for k, v in self.w.items()}
+        return {k: np.sqrt((rel * a.visible) ** 2 + (rel * b.visible) ** 2 + 2 * ab * ab)
+                / self.g_unit[k] for k, (a, b) in self.pairs.items()}
+
+    # ------------------------------------------------------------------ updates
+    def apply(self, delta_w: dict[str, np.ndarray], rng: np.random.Generator) -> UpdateStats:
+        """Realise the desired ``delta_w`` (weight units) as pulses on the devices."""
+        if not self.differential:
+            for k, d in delta_w.items():
+                self.w[k] = self.w[k] + np.asarray(d, dtype=np.float64)
+            return UpdateStats(0, 0.0)
+        prof, p = self.profile, self.p
+        uni = prof.get("update", "unidirectional")
+        rounding, cap = prof.get("update", "rounding"), prof.get("update", "max_pulses")
+        e = prof.get
+        pulses, energy, refreshes = 0, 0.0, 0
+        for k, d in delta_w.items():
+            dg = np.asarray(d, dtype=np.float64) * self.g_unit[k]
+            for dev, want in zip(self.pairs[k], split_pair(dg, uni), strict=True):
+                for up in (True, False):
+                    part = np.maximum(want, 0.0) if up else np.maximum(-want, 0.0)
+                    if not part.any():
+                        continue
+                    step = dev.nominal_up if up else dev.nominal_down
+                    n = pulse_counts(part, step, rounding, cap, rng)
+                    n[dev.stuck] = 0
+                    energy += self._pulse_energy(dev, n, up)
+                    dev.pulse(n, up, rng)
+                    pulses += int(n.sum())
+            if uni:
+                r, pe = self._refresh(k, rng)
+                refreshes, pulses, energy = refreshes + r[0], pulses + r[1], energy + pe
+        return UpdateStats(pulses, energy, refreshes)
+
+    def _pulse_energy(self, dev: DeviceArray, n: np.ndarray, up: bool) -> float:
+        g = self.profile.get
+        v = g("energy", "v_write_up_V" if up else "v_write_down_V")
+        t = g("energy", "t_write_up_sec" if up else "t_write_down_sec")
+        return float(np.sum(n * dev.G)) * v * v * t
+
+    def _refresh(self, k: str, rng) -> tuple[tuple[int, int], float]:
+        """PCM pair refresh: where a device passed ``refresh_at`` of its range, reset both
+        devices to the reset level and re-program the difference with potentiation pulses."""
+        prof, p = self.profile, self.p
+        plus, minus = self.pairs[k]
+        lim = p.g_min_S + prof.get("update", "refresh_at") * p.range_S
+        need = ((plus.G > lim) | (minus.G > lim)) & ~plus.stuck & ~minus.stuck
+        if not need.any():
+            return (0, 0), 0.0
+        diff = plus.G - minus.G
+        reset = p.g_min_S + prof.get("update", "reset_g_rel") * p.range_S
+        sd = prof.get("update", "reset_std_rel") * p.range_S
+        for dev in (plus, minus):
+            lvl = reset + sd * rng.standard_normal(dev.G.shape)
+            dev.G = np.where(need, np.clip(lvl, dev.g_lo, dev.g_hi), dev.G)
+        n_p = np.where(need, pulse_counts(np.maximum(diff, 0), plus.nominal_up,
+                                          "stochastic", 0, rng), 0)
+        n_m = np.where(need, pulse_counts(np.maximum(-diff, 0), minus.nominal_up,
+                                          "stochastic", 0, rng), 0)
+        energy = self._pulse_energy(plus, n_p, True) + self._pulse_energy(minus, n_m, True)
+        plus.pulse(n_p, True, rng)
+        minus.pulse(n_m, True, rng)
+        return (int(need.sum()), int(n_p.sum() + n_m.sum())), energy
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass (drift) on every device."""
+        for a, b in self.pairs.values():
+            a.advance(seconds)
+            b.advance(seconds)
+
+    # ------------------------------------------------------------------ physics
+    def crossbar_power_W(self, name: str, pre: np.ndarray, post: np.ndarray) -> float:
+        """Batch-mean power of dense crossbar ``name`` with node states ``pre`` (N, in) and
+        ``post`` (N, out): ``sum G+ (V_i - V_j)^2 + G- (V_i + V_j)^2``, ``V = s v_read``."""
+        v = self.profile.get("energy", "v_read_V")
+        a, b = (x.visible for x in self.pairs[name])
+        vi, vj = pre.reshape(len(pre), -1) * v, post.reshape(len(post), -1) * v
+        vi2, vj2 = (vi ** 2).mean(0), (vj ** 2).mean(0)
+        cross = np.einsum("ni,ij,nj->", vi, a - b, vj) / len(vi)
+        return float(vi2 @ (a + b).sum(1) + (a + b).sum(0) @ vj2 - 2 * cross)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, np.ndarray]:
+        if not self.differential:
+            return {f"w/{k}": v for k, v in self.w.items()}
+        out = {}
+        for k, (a, b) in self.pairs.items():
+            for side, dev in (("plus", a), ("minus", b)):
+                out.update({f"{side}/{k}/{n}": v for n, v in dev.state_dict().items()})
+        return out
+
+    def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
+        if not self.differential:
+            self.w = {k: np.array(d[f"w/{k}"]) for k in self.w}
+            return
+        for k, (a, b) in self.pairs.items():
+            for side, dev in (("plus", a), ("minus", b)):
+                pre = f"{side}/{k}/"
+                dev.load_state_dict({n[len(pre):]: v for n, v in d.items()
+                                     if n.startswith(pre)})

@@ -1,0 +1,349 @@
+"""③ Hardware profiles: TOML records of device physics, SI units in the key names.
+
+A profile (``hardware_profiles/NAME.toml``) has tables ``profile``, ``conductance``,
+``update``, ``variability``, ``faults``, ``read``, ``retention``, ``array``, ``dac``, ``adc``,
+``nudge``, ``neuron``, ``energy``, ``rng`` (schema of ``analog_devices.md`` section 2.2). Every
+effect is off by default; ``extends = "parent"`` inherits a profile and overrides fields
+(deep merge). Unknown tables/keys, wrong types, a unit-less or wrongly-suffixed key where a
+unit is expected, and impossible values are rejected with one error naming file and key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analogebl.catalog import find_entry, list_entries, read_toml
+from analogebl.errors import ConfigError
+
+__all__ = ["SCHEMA", "HardwareProfile", "list_profiles", "load_profile"]
+
+_F, _I, _B, _S, _L = (float, int), (int,), (bool,), (str,), (list,)
+_INF = math.inf
+
+# table -> key -> (types, default, unit, meaning); enums are tuples of allowed strings
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "conductance": {
+        "mapping": (("ideal_signed", "differential"), "ideal_signed", "",
+                    "w = (G+ - G-)/g_unit (differential) or no physical constraint"),
+        "g_min_S": (_F, -_INF, "S", "lowest programmable conductance of one device"),
+        "g_max_S": (_F, _INF, "S", "highest programmable conductance of one device"),
+    },
+    "update": {
+        "model": (("ideal", "constant_step", "linear_step", "soft_bounds", "exp_saturating",
+                   "exp_step"), "ideal", "", "per-pulse response (section 3.3)"),
+        "rule": (("optimizer", "plain"), "optimizer", "",
+                 "optimizer: the optimizer's dW (momentum, decay) becomes pulses; plain: "
+                 "dW = -lr * contrast only (hardware-realistic)"),
+        "n_states": (_I, 0, "", "nominal pulses from g_min to g_max (0 = continuous)"),
+        "step_scale_up": (_F, 1.0, "", "up-step at u = 0 in units of the nominal step"),
+        "step_scale_down": (_F, 1.0, "", "down-step at u = 1 in units of the nominal step"),
+        "gamma_up": (_F, 0.0, "", "linear-step slope of the up-step (1 = soft bound)"),
+        "gamma_down": (_F, 0.0, "", "linear-step slope of the down-step"),
+        "a_norm_up": (_F, _INF, "", "NeuroSim A/P_max of the up response"),
+        "a_norm_down": (_F, _INF, "", "NeuroSim A/P_max of the down response"),
+        "asymmetry": (_F, 0.0, "", "a > 0 shrinks down steps by (1 - a), a < 0 up steps"),
+        "exp_a": (_F, -1.0, "", "exp_step shape a"),
+        "exp_b": (_F, 0.0, "", "exp_step shape b"),
+        "exp_gamma_up": (_F, 2.5, "", "exp_step gamma+"),
+        "exp_gamma_down": (_F, 2.5, "", "exp_step gamma-"),
+        "exp_A_up": (_F, 0.0, "", "exp_step A+"),
+        "exp_A_down": (_F, 0.0, "", "exp_step A-"),
+        "rounding": (("stochastic", "nearest", "truncate", "none"), "none", "",
+                     "pulse-count rounding"),
+        "max_pulses": (_I, 0, "", "cap on pulses per update (0 = none)"),
+        "unidirectional": (_B, False, "", "potentiation only, pair refreshed (PCM)"),
+        "refresh_at": (_F, 0.9, "frac", "refresh a pair when a device passes this of its range"),
+        "reset_g_rel": (_F, 0.0, "frac", "reset level (fraction of the range above g_min)"),
+        "reset_std_rel": (_F, 0.0, "frac", "spread of the reset level"),
+    },
+    "variability": {
+        "c2c_std": (_F, 0.0, "", "cycle-to-cycle std per pulse (multiplicative or in steps)"),
+        "c2c_mode": (("multiplicative", "additive"), "multiplicative", "", "c2c noise form"),
+        "write_noise_std": (_F, 0.0, "", "visible G noise per programming, in steps"),
+        "dtod_step_std": (_F, 0.0, "rel", "device-to-device spread of the step size"),
+        "dtod_step_lognormal": (_B, False, "", "log-normal step spread"),
+        "dtod_asymmetry_std": (_F, 0.0, "rel", "device-to-device up/down bias spread"),
+        "dtod_bounds_std": (_F, 0.0, "frac", "device-to-device spread of g_min/g_max"),
+        "dtod_gamma_std": (_F, 0.0, "rel", "device-to-device spread of the nonlinearity"),
+    },
+    "faults": {
+        "stuck_prob": (_F, 0.0, "frac", "fraction of stuck devices"),
+        "stuck_mode": (("random", "g_min", "g_max", "mixed"), "random", "", "stuck level"),
+        "stuck_on_fraction": (_F, 0.5, "frac", "mixed mode: fraction stuck at g_max"),
+    },
+    "read": {
+        "noise_rel": (_F, 0.0, "rel", "read noise std relative to G"),
+        "noise_abs_S": (_F, 0.0, "S", "additive read noise std"),
+        "model": (("gaussian", "pcm_1f"), "gaussian", "", "read-noise model (both Gaussian "
+                                                             "here)"),
+        "resample": (("per_step", "per_phase", "per_update"), "per_phase", "",
+                     "when read noise is redrawn"),
+    },
+    "retention": {
+        "drift_model": (("none", "power_law", "pcm_nandakumar2019"), "none", "",
+                        "G(t) = G(t0) (t/t0)^-nu"),
+        "drift_nu": (_F, 0.0, "", "drift exponent (power_law)"),
+        "drift_nu_std": (_F, 0.0, "", "device spread of nu"),
+        "drift_t0_sec": (_F, 20.0, "s", "drift reference time"),
+        "epoch_interval_sec": (_F, 0.0, "s", "simulated time between epochs (drift clock)"),
+        "decay_lifetime_sec": (_F, 0.0, "s", "exponential leak (not simulated)"),
+        "prog_noise_poly_S": (_L, [], "S", "programming-noise polynomial (not simulated)"),
+    },
+    "array": {k: (t, d, u, "array parasitics (recorded; not simulated)") for k, t, d, u in (
+        ("tile_rows", _I, 0, ""), ("tile_cols", _I, 0, ""), ("r_wire_ohm", _F, 0.0, "ohm"),
+        ("r_row_terminal_ohm", _F, 0.0, "ohm"), ("r_col_terminal_ohm", _F, 0.0, "ohm"),
+        ("access", _S, "1T1R", ""), ("r_access_ohm", _F, 0.0, "ohm"),
+        ("i_col_max_A", _F, 0.0, "A"))},
+    "dac": {
+        "bits": (_I, 0, "", "input DAC resolution (0 = exact)"),
+        "v_min_V": (_F, -1.0, "V", "DAC range"), "v_max_V": (_F, 1.0, "V", "DAC range"),
+        "stochastic_rounding": (_B, False, "", "(not simulated)"),
+        "noise_V": (_F, 0.0, "V", "(not simulated)"),
+    },
+    "adc": {
+        "bits": (_I, 0, "", "node-voltage ADC resolution (0 = exact)"),
+        "v_min_V": (_F, -1.0, "V", "ADC range"), "v_max_V": (_F, 1.0, "V", "ADC range"),
+        "noise_lsb": (_F, 0.0, "LSB", "(not simulated)"),
+        "stochastic_rounding": (_B, False, "", "(not simulated)"),
+    },
+    "nudge": {"bits": (_I, 0, "", "(not simulated)"), "i_max_A": (_F, _INF, "A", "(not "
+                                                                               "simulated)")},
+    "neuron": {
+        "kind": (("clip", "diode"), "clip", "", "node nonlinearity (clip = diode clamps)"),
+        "v_low_V": (_F, 0.0, "V", "lower clamp voltage"),
+        "v_high_V": (_F, 1.0, "V", "upper clamp voltage"),
+        "diode_vth_V": (_F, 0.0, "V", "(not simulated)"),
+        "diode_r_on_ohm": (_F, 0.0, "ohm", "(not simulated)"),
+        "diode_r_off_ohm": (_F, _INF, "ohm", "(not simulated)"),
+        "amplifier_gain": (_F, 1.0, "", "(not simulated)"),
+    },
+    "energy": {
+        "v_read_V": (_F, 0.1, "V", "node voltage of state 1"),
+        "t_read_sec": (_F, 0.0, "s", "settling time of one relaxation iteration"),
+        "v_write_up_V": (_F, 0.0, "V", "potentiation pulse amplitude"),
+        "v_write_down_V": (_F, 0.0, "V", "depression pulse amplitude"),
+        "t_write_up_sec": (_F, 0.0, "s", "potentiation pulse width"),
+        "t_write_down_sec": (_F, 0.0, "s", "depression pulse width"),
+        "e_adc_J": (_F, 0.0, "J", "energy per ADC conversion"),
+        "e_dac_J": (_F, 0.0, "J", "energy per DAC conversion"),
+    },
+    "rng": {"device_seed": (_I, 0, "", "device-instance seed (0 = from the study seed)")},
+}
+_PROFILE_KEYS = {"name": _S, "extends": _S, "description": _S, "references": _L,
+                 "schema_version": _I}
+_UNITS = ("_S", "_V", "_A", "_ohm", "_sec", "_J")
+
+
+def _unit_hint(table: str, key: str) -> str:
+    stem = key
+    for u in _UNITS + ("_uS", "_mS", "_nS", "_s", "_ns", "_us", "_ms", "_mV", "_kohm", "_pJ"):
+        if key.endswith(u):
+            stem = key[: -len(u)]
+            break
+    for k in SCHEMA.get(table, {}):
+        if k != key and (k == stem or k.startswith(stem + "_")) and k.endswith(_UNITS):
+            return f"; did you mean '{k}' (unit {SCHEMA[table][k][2]})?"
+    return ""
+
+
+def _validate(doc: dict, path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for table, body in doc.items():
+        if table == "profile":
+            continue
+        if table not in SCHEMA:
+            raise ConfigError(f"unknown table; tables are profile, {', '.join(SCHEMA)}",
+                              path=path, key=table)
+        if not isinstance(body, dict):
+            raise ConfigError("expected a table", path=path, key=table)
+        for key, v in body.items():
+            dotted = f"{table}.{key}"
+            if key not in SCHEMA[table]:
+                raise ConfigError("unknown key" + (_unit_hint(table, key) or
+                                                   f"; known: {', '.join(SCHEMA[table])}"),
+                                  path=path, key=dotted)
+            types = SCHEMA[table][key][0]
+            if isinstance(types[0], str):
+                if v not in types:
+                    raise ConfigError(f"must be one of {', '.join(types)}, got {v!r}",
+                                      path=path, key=dotted)
+            elif isinstance(v, bool) and bool not in types or not isinstance(v, types):
+                raise ConfigError(f"expected {'/'.join(t.__name__ for t in types)}, got {v!r}",
+                                  path=path, key=dotted)
+            out.setdefault(table, {})[key] = float(v) if types is _F else v
+    return out
+
+
+def _check_values(p: dict[str, dict[str, Any]], path) -> None:
+    def bad(key, msg):
+        raise ConfigError(msg, path=path, key=key)
+
+    c = p["conductance"]
+    if not c["g_min_S"] < c["g_max_S"]:
+        bad("conductance.g_min_S", f"g_min_S ({c['g_min_S']}) must be < g_max_S "
+                                   f"({c['g_max_S']})")
+    if c["mapping"] == "differential" and (c["g_min_S"] < 0 or math.isinf(c["g_max_S"])):
+        bad("conductance.g_max_S", "a differential pair needs 0 <= g_min_S < g_max_S < inf")
+    for table, keys in SCHEMA.items():
+        for key, (types, *_rest) in keys.items():
+            v = p[table][key]
+            dotted = f"{table}.{key}"
+            if key.endswith(("_std", "_prob", "_rel", "_lsb", "_fraction")) or key in (
+                    "n_states", "max_pulses", "c2c_std", "noise_abs_S", "t_read_sec",
+                    "drift_nu_std", "epoch_interval_sec") or key.startswith("t_write"):
+                if isinstance(v, int | float) and v < 0:
+                    bad(dotted, f"must be >= 0, got {v}")
+            if key == "bits" and not 0 <= v <= 32:
+                bad(dotted, f"bits must be 0 (exact) or 1..32, got {v}")
+    for key in ("stuck_prob", "stuck_on_fraction"):
+        if p["faults"][key] > 1:
+            bad(f"faults.{key}", "must be a fraction in [0, 1]")
+    u = p["update"]
+    if not 0 < u["refresh_at"] <= 1:
+        bad("update.refresh_at", "must be in (0, 1]")
+    if u["model"] != "ideal" and c["mapping"] == "ideal_signed":
+        bad("update.model", "a device model needs conductance.mapping = \"differential\"")
+    if u["model"] != "ideal" and u["n_states"] < 1:
+        bad("update.n_states", "a device model needs n_states >= 1 (its step size)")
+    if u["unidirectional"] and u["model"] == "ideal":
+        bad("update.unidirectional", "needs a device model")
+    for k in ("a_norm_up", "a_norm_down"):
+        if u[k] <= 0:
+            bad(f"update.{k}", "must be > 0")
+    for t in ("dac", "adc"):
+        if p[t]["bits"] and not p[t]["v_min_V"] < p[t]["v_max_V"]:
+            bad(f"{t}.v_min_V", "v_min_V must be < v_max_V")
+    if p["energy"]["v_read_V"] <= 0:
+        bad("energy.v_read_V", "must be > 0")
+    if p["neuron"]["v_low_V"] >= p["neuron"]["v_high_V"]:
+        bad("neuron.v_low_V", "v_low_V must be < v_high_V")
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """A resolved hardware profile (inheritance applied, defaults filled in).
+
+    ``values`` holds every field as ``((table, key), value)``; read with :meth:`get`.
+    """
+
+    name: str
+    description: str
+    references: tuple[str, ...]
+    values: tuple[tuple[tuple[str, str], Any], ...]
+    path: str
+    extends: str | None = None
+
+    def get(self, table: str, key: str) -> Any:
+        return dict(self.values)[(table, key)]
+
+    def __getitem__(self, dotted: str) -> Any:
+        t, k = dotted.split(".", 1)
+        return self.get(t, k)
+
+    @property
+    def is_ideal(self) -> bool:
+        """True when nothing differs from the software simulator."""
+        return all(v == SCHEMA[t][k][1] or (t, k) in _INERT
+                   for (t, k), v in self.values)
+
+    def describe(self) -> list[tuple[str, str, str, str]]:
+        """Rows (dotted key, value, unit, meaning) of every field."""
+        return [(f"{t}.{k}", repr(v) if not isinstance(v, str) else v, SCHEMA[t][k][2],
+                 SCHEMA[t][k][3]) for (t, k), v in self.values]
+
+    def to_toml(self) -> str:
+        """The resolved profile as TOML (recorded with results)."""
+        import json
+
+        def val(v):
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, float) and math.isinf(v):
+                return "inf" if v > 0 else "-inf"
+            if isinstance(v, str | list):
+                return json.dumps(v)
+            return repr(v)
+
+        lines = ["[profile]", f"name = {val(self.name)}", f"description = "
+                 f"{val(self.description)}", f"references = {val(list(self.references))}"]
+        for table in SCHEMA:
+            lines.append(f"\n[{table}]")
+            lines += [f"{k} = {val(self.get(table, k))}" for k in SCHEMA[table]]
+        return "\n".join(lines) + "\n"
+
+    def __repr__(self) -> str:
+        return f"HardwareProfile({self.name!r}, ideal={self.is_ideal})"
+
+
+# fields that describe the circuit but change no simulated number
+_INERT = {("energy", k) for k in SCHEMA["energy"]} | {("array", k) for k in SCHEMA["array"]} | {
+    ("rng", "device_seed"), ("read", "model"), ("read", "resample"), ("neuron", "v_low_V"),
+    ("neuron", "v_high_V"), ("neuron", "kind"), ("retention", "drift_t0_sec"),
+    ("update", "rule")}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for k, v in over.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def _resolve(name_or_path: str, seen: tuple[str, ...]) -> tuple[dict, Path]:
+    path = Path(find_entry("hardware_profiles", name_or_path))
+    doc = read_toml(path)
+    head = doc.get("profile", {})
+    if not isinstance(head, dict):
+        raise ConfigError("expected a [profile] table", path=path, key="profile")
+    for k, v in head.items():
+        if k not in _PROFILE_KEYS:
+            raise ConfigError(f"unknown key; known: {', '.join(_PROFILE_KEYS)}", path=path,
+                              key=f"profile.{k}")
+        if not isinstance(v, _PROFILE_KEYS[k]) or isinstance(v, bool):
+            raise ConfigError(f"expected {_PROFILE_KEYS[k][0].__name__}, got {v!r}", path=path,
+                              key=f"profile.{k}")
+    if "name" not in head:
+        raise ConfigError("missing required key", path=path, key="profile.name")
+    if head.get("schema_version", 1) != 1:
+        raise ConfigError("unsupported schema_version (this analogebl reads 1)", path=path,
+                          key="profile.schema_version")
+    _validate(doc, path)
+    parent = head.get("extends")
+    if parent:
+        if parent in seen or parent == head["name"]:
+            raise ConfigError(f"inheritance cycle: {' -> '.join(seen + (parent,))}", path=path,
+                              key="profile.extends")
+        try:
+            base, _ = _resolve(parent, seen + (head["name"],))
+        except ConfigError as exc:
+            raise ConfigError(f"cannot load parent profile: {exc}", path=path,
+                              key="profile.extends") from None
+        base.pop("profile", None)
+        doc = _merge(base, doc)
+    return doc, path
+
+
+def load_profile(name_or_path: str) -> HardwareProfile:
+    """Load a catalog profile (``hardware_profiles/NAME.toml``) or a ``.toml`` path."""
+    doc, path = _resolve(name_or_path, ())
+    head = doc["profile"]
+    given = _validate(doc, path)
+    full = {t: {k: given.get(t, {}).get(k, spec[1]) for k, spec in keys.items()}
+            for t, keys in SCHEMA.items()}
+    _check_values(full, path)
+    values = tuple(((t, k), full[t][k]) for t in SCHEMA for k in SCHEMA[t])
+    return HardwareProfile(head["name"], head.get("description", ""),
+                           tuple(head.get("references", ())), values, str(path),
+                           head.get("extends"))
+
+
+def list_profiles() -> dict[str, str]:
+    """Catalog profile name -> one-line description."""
+    out = {}
+    for name in list_entries("hardware_profiles"):
+        p = load_profile(name)
+        out[name] = p.description.strip().splitlines()[0] if p.description else ""
+    return out
