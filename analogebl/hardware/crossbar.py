@@ -127,10 +127,9 @@ class Crossbars:
             for k, d in delta_w.items():
                 self.w[k] = self.w[k] + np.asarray(d, dtype=np.float64)
             return UpdateStats(0, 0.0)
-        prof, p = self.profile, self.p
+        prof = self.profile
         uni = prof.get("update", "unidirectional")
         rounding, cap = prof.get("update", "rounding"), prof.get("update", "max_pulses")
-        e = prof.get
         pulses, energy, refreshes = 0, 0.0, 0
         for k, d in delta_w.items():
             dg = np.asarray(d, dtype=np.float64) * self.g_unit[k]

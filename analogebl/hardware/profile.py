@@ -188,7 +188,7 @@ def _check_values(p: dict[str, dict[str, Any]], path) -> None:
     if c["mapping"] == "differential" and (c["g_min_S"] < 0 or math.isinf(c["g_max_S"])):
         bad("conductance.g_max_S", "a differential pair needs 0 <= g_min_S < g_max_S < inf")
     for table, keys in SCHEMA.items():
-        for key, (types, *_rest) in keys.items():
+        for key in keys:
             v = p[table][key]
             dotted = f"{table}.{key}"
             if key.endswith(("_std", "_prob", "_rel", "_lsb", "_fraction")) or key in (
