@@ -1,116 +1,215 @@
-"""Figures from run files (matplotlib, Agg): training curves, error bars by rule, error vs
-beta, rules x profiles heat map. A figure is made only when the runs hold data for it."""
+"""Figures from run records (matplotlib, Agg canvas; no pyplot, nothing shown).
+
+A figure is made only when the runs hold the data it needs:
+
+* ``curves_<profile>_<dataset>.png`` – test error vs epoch, one line per rule (mean over
+  seeds, band ± sample std where at least two seeds reached that epoch); made when a run of
+  that (profile, dataset) has at least two finished epochs.
+* ``bars_<profile>_<dataset>.png`` – final test error by rule, error bars = sample std over
+  seeds (none for a single seed); made when a run of that (profile, dataset) finished an epoch.
+* ``beta_<profile>_<dataset>.png`` – final test error vs β, one line per rule that was run
+  with at least two distinct finite β values.
+* ``heatmap_<dataset>.png`` – rules × profiles, annotated with the mean final test error;
+  made when the dataset was run under at least two profiles.
+"""
 
 from __future__ import annotations
 
+import io
 import math
-import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from analogebl.reporting._atomic import atomic_write_bytes
+from analogebl.reporting.runs import (
+    DATASET_ORDER,
+    PROFILE_ORDER,
+    RULE_ORDER,
+    RunRecord,
+    dataset_name,
+    order_keys,
+    rule_name,
+)
+from analogebl.reporting.tables import CellStats, summarize
 
 __all__ = ["make_figures"]
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+_DPI = 110
 
 
-def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "x"
 
 
-def make_figures(rows, cells, out: Path) -> list[Path]:
-    """Write the figures the data allows into ``out``; returns their paths."""
-    from analogebl.reporting.tables import (
-        DATASET_NAMES,
-        RULE_NAMES,
-        _axes,
-    )
+def _figure(w: float, h: float) -> Figure:
+    fig = Figure(figsize=(w, h))
+    FigureCanvasAgg(fig)
+    return fig
 
-    plt = _plt()
-    made = []
-    profiles, rules, datasets = _axes(cells)
+
+class _Writer:
+    """Saves figures atomically under unique, filesystem-safe names."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.written: list[Path] = []
+        self._names: set[str] = set()
+
+    def save(self, fig: Figure, *parts: str) -> None:
+        stem = "_".join(_slug(p) for p in parts)
+        name, i = stem, 1
+        while name in self._names:
+            i += 1
+            name = f"{stem}-{i}"
+        self._names.add(name)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight",
+                    metadata={"Software": None})
+        self.written.append(atomic_write_bytes(self.out_dir / f"{name}.png", buf.getvalue()))
+
+
+def _curves(w: _Writer, runs: list[RunRecord], profile: str, dataset: str) -> None:
+    by_rule: dict[str, list[np.ndarray]] = defaultdict(list)
+    for r in runs:
+        if r.epochs_done:
+            by_rule[r.rule].append(100.0 * r.metrics["test_error"])
+    if not any(len(c) > 1 for cs in by_rule.values() for c in cs):
+        return
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    for rule in order_keys(by_rule, RULE_ORDER):
+        curves = by_rule[rule]
+        a = np.full((len(curves), max(len(c) for c in curves)), np.nan)
+        for i, c in enumerate(curves):
+            a[i, :len(c)] = c
+        count = np.sum(~np.isnan(a), axis=0)
+        mean = np.nanmean(a, axis=0)
+        ep = np.arange(1, a.shape[1] + 1)
+        (line,) = ax.plot(ep, mean, marker="." if len(ep) < 30 else None,
+                          label=f"{rule_name(rule)} (n={len(curves)})")
+        two = count >= 2
+        if two.any():
+            std = np.zeros_like(mean)
+            std[two] = np.nanstd(a[:, two], axis=0, ddof=1)
+            ax.fill_between(ep[two], (mean - std)[two], (mean + std)[two],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel="test error (%)",
+           title=f"{dataset_name(dataset)}, profile {profile}: mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    w.save(fig, "curves", profile, dataset)
+
+
+def _bars(w: _Writer, cells: list[CellStats], profile: str, dataset: str) -> None:
+    sel = [c for c in cells if c.profile == profile and c.dataset == dataset]
+    if not sel:
+        return
+    fig = _figure(max(3.0, 0.8 * len(sel) + 1.5), 3.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(sel))
+    err = [0.0 if c.n < 2 else c.test_std for c in sel]
+    ax.bar(x, [c.test_mean for c in sel], yerr=err, capsize=4, color="tab:blue", alpha=0.8)
+    labels = [f"{rule_name(c.rule)}{'†' if c.incomplete else ''}\nn={c.n}" for c in sel]
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set(ylabel="final test error (%), mean ± std", title=f"{dataset_name(dataset)}, {profile}")
+    ax.grid(axis="y", alpha=0.3)
+    w.save(fig, "bars", profile, dataset)
+
+
+def _beta(w: _Writer, runs: list[RunRecord], profile: str, dataset: str) -> None:
+    table: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        if r.epochs_done and math.isfinite(r.beta):
+            table[r.rule][r.beta].append(100.0 * r.final_test_error)
+    rules = [k for k in order_keys(table, RULE_ORDER) if len(table[k]) > 1]
+    if not rules:
+        return
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    all_b = []
+    for rule in rules:
+        bs = sorted(table[rule])
+        all_b += bs
+        vals = [table[rule][b] for b in bs]
+        std = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in vals]
+        ax.errorbar(bs, [float(np.mean(v)) for v in vals], yerr=std, marker="o", capsize=3,
+                    label=rule_name(rule))
+    if min(all_b) > 0:
+        ax.set_xscale("log")
+    ax.set(xlabel="β", ylabel="final test error (%)",
+           title=f"{dataset_name(dataset)}, profile {profile}: mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    w.save(fig, "beta", profile, dataset)
+
+
+def _heatmap(w: _Writer, cells: list[CellStats], dataset: str) -> None:
+    sel = {(c.rule, c.profile): c for c in cells if c.dataset == dataset}
+    profiles = order_keys({k[1] for k in sel}, PROFILE_ORDER)
+    if len(profiles) < 2:
+        return
+    rules = order_keys({k[0] for k in sel}, RULE_ORDER)
+    grid = np.full((len(rules), len(profiles)), np.nan)
+    for (r, p), c in sel.items():
+        grid[rules.index(r), profiles.index(p)] = c.test_mean
+    fig = _figure(1.3 * len(profiles) + 2.5, 0.5 * len(rules) + 1.8)
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis_r", aspect="auto")
+    lo, hi = np.nanmin(grid), np.nanmax(grid)
+    ax.set_xticks(range(len(profiles)), profiles, rotation=30, ha="right")
+    ax.set_yticks(range(len(rules)), [rule_name(r) for r in rules])
+    for (r, p), c in sel.items():
+        i, j = rules.index(r), profiles.index(p)
+        dark = hi > lo and (c.test_mean - lo) / (hi - lo) > 0.5
+        text = f"{c.test_mean:.1f}" + (f"\n±{c.test_std:.1f}" if c.n > 1 else "")
+        ax.text(j, i, text + ("†" if c.incomplete else ""), ha="center", va="center",
+                fontsize=8, color="white" if dark else "black")
+    fig.colorbar(im, ax=ax, label="final test error (%)")
+    ax.set_title(f"{dataset_name(dataset)}: rules × hardware profiles")
+    w.save(fig, "heatmap", dataset)
+
+
+def make_figures(runs: list[RunRecord], out_dir: str | Path,
+                 cells: list[CellStats] | None = None) -> list[Path]:
+    """Write every figure the runs allow into ``out_dir`` as PNG (each file atomically).
+
+    Parameters
+    ----------
+    runs : list of RunRecord
+        As returned by :func:`~analogebl.reporting.load_runs`.
+    out_dir : str or Path
+        Existing folder for the PNG files.
+    cells : list of CellStats, optional
+        ``summarize(runs)``, when the caller already has it.
+
+    Returns
+    -------
+    list of Path
+        The files written, in a deterministic order (curves, bars, β, heat maps); empty
+        when no figure applies.
+    """
+    out_dir = Path(out_dir)
+    cells = summarize(runs) if cells is None else cells
+    w = _Writer(out_dir)
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for r in runs:
+        groups[(r.profile, r.dataset)].append(r)
+    profiles = order_keys({k[0] for k in groups}, PROFILE_ORDER)
+    datasets = order_keys({k[1] for k in groups}, DATASET_ORDER)
+    pairs = [(p, d) for p in profiles for d in datasets if (p, d) in groups]
+    for p, d in pairs:
+        _curves(w, groups[(p, d)], p, d)
+    for p, d in pairs:
+        _bars(w, cells, p, d)
+    for p, d in pairs:
+        _beta(w, groups[(p, d)], p, d)
     for d in datasets:
-        for p in profiles:
-            curves = defaultdict(list)
-            for r in rows:
-                if r.dataset == d and r.profile == p and len(r.test_error) > 1:
-                    curves[r.rule].append(r.test_error * 100)
-            if not curves:
-                continue
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for rule in [x for x in rules if x in curves]:
-                n = min(len(c) for c in curves[rule])
-                a = np.stack([c[:n] for c in curves[rule]])
-                ep = np.arange(1, n + 1)
-                ax.plot(ep, a.mean(0), label=RULE_NAMES.get(rule, rule))
-                if len(a) > 1:
-                    ax.fill_between(ep, a.min(0), a.max(0), alpha=0.2)
-            ax.set(xlabel="epoch", ylabel="test error (%)",
-                   title=f"{DATASET_NAMES.get(d, d)}, profile {p}")
-            ax.legend(fontsize=8)
-            made.append(_save(fig, out / f"curves_{d}_{p}.png"))
-            plt.close(fig)
-    for p in profiles:
-        for d in datasets:
-            present = [r for r in rules if (p, r, d) in cells]
-            if len(present) < 2:
-                continue
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            ms = [cells[(p, r, d)].test_mean_std for r in present]
-            err = [0 if math.isnan(s) else s for _, s in ms]
-            ax.bar([RULE_NAMES.get(r, r) for r in present], [m for m, _ in ms], yerr=err,
-                   capsize=3)
-            ax.set(ylabel="final test error (%)", title=f"{DATASET_NAMES.get(d, d)}, {p}")
-            made.append(_save(fig, out / f"bars_{d}_{p}.png"))
-            plt.close(fig)
-    by_beta = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        if len(r.test_error) and not math.isnan(r.beta):
-            by_beta[(r.dataset, r.profile, r.rule)][r.beta].append(r.final_test * 100)
-    beta_series = {k: v for k, v in by_beta.items() if len(v) > 1}
-    if beta_series:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for (d, p, rule), v in sorted(beta_series.items()):
-            bs = sorted(v)
-            ax.plot(bs, [np.mean(v[b]) for b in bs], "o-",
-                    label=f"{RULE_NAMES.get(rule, rule)} {DATASET_NAMES.get(d, d)} {p}")
-        ax.set(xscale="log", xlabel="beta", ylabel="final test error (%)")
-        ax.legend(fontsize=7)
-        made.append(_save(fig, out / "error_vs_beta.png"))
-        plt.close(fig)
-    if len(profiles) > 1:
-        for d in datasets:
-            grid = np.full((len(rules), len(profiles)), np.nan)
-            for i, r in enumerate(rules):
-                for j, p in enumerate(profiles):
-                    if (p, r, d) in cells:
-                        grid[i, j] = cells[(p, r, d)].test_mean_std[0]
-            if np.isnan(grid).all():
-                continue
-            fig, ax = plt.subplots(figsize=(1.2 * len(profiles) + 2, 0.45 * len(rules) + 1.5))
-            im = ax.imshow(grid, cmap="viridis_r", aspect="auto")
-            ax.set_xticks(range(len(profiles)), profiles, rotation=30, ha="right")
-            ax.set_yticks(range(len(rules)), [RULE_NAMES.get(r, r) for r in rules])
-            for i in range(len(rules)):
-                for j in range(len(profiles)):
-                    if not np.isnan(grid[i, j]):
-                        ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center",
-                                color="w", fontsize=8)
-            fig.colorbar(im, label="test error (%)")
-            ax.set_title(f"rules x profiles, {DATASET_NAMES.get(d, d)}")
-            made.append(_save(fig, out / f"heatmap_{d}.png"))
-            plt.close(fig)
-    return made
+        _heatmap(w, cells, d)
+    return w.written

@@ -1,4 +1,19 @@
-"""Seven-algorithm tables from run files: Markdown, CSV and LaTeX."""
+"""The paper's seven-algorithm tables from run records: Markdown, CSV and LaTeX.
+
+A *cell* gathers the runs of one (profile, rule, dataset). Its numbers are the final test
+and train errors in percent: the mean over runs and the sample standard deviation
+(``ddof=1``). A cell with a single run has no standard deviation: NaN in
+:class:`CellStats`, an empty field in the CSV, and ``± –`` in Markdown/LaTeX. Runs with no
+finished epoch have no final error and are left out of every cell.
+
+Cell text is ``mean ± std (train mean)``, e.g. ``1.23 ± 0.05 (0.41)``, followed by
+
+* ``†`` when a run of the cell has not finished all its planned epochs (its error is the
+  one after its last finished epoch);
+* ``‡`` when the cell pools runs with different β (e.g. a β sweep in the same tree);
+* ``[n=k]`` when the cells of one table differ in their number of runs; when they agree,
+  a single note under the table says ``n = k`` instead.
+"""
 
 from __future__ import annotations
 
@@ -7,231 +22,338 @@ import io
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from analogebl.errors import ConfigError
-from analogebl.recording import atomic_write_text, read_run
+from analogebl.reporting.runs import (
+    DATASET_ORDER,
+    PROFILE_ORDER,
+    RULE_ORDER,
+    RunRecord,
+    dataset_name,
+    order_keys,
+    rule_name,
+)
 
-__all__ = ["Cell", "RunRow", "aggregate", "load_runs", "table_csv", "table_latex",
-           "table_markdown", "write_report"]
+__all__ = ["CSV_COLUMNS", "CellStats", "latex_escape", "rules_by_datasets", "rules_by_profiles",
+           "summarize", "table_csv", "tables_latex", "tables_markdown"]
 
-RULE_ORDER = ("cl", "p_ep", "n_ep", "c_ep", "p_cpl", "n_cpl", "c_cpl", "tbp", "rbp")
-RULE_NAMES = {"cl": "CL", "p_ep": "P-EP", "n_ep": "N-EP", "c_ep": "C-EP", "p_cpl": "P-CpL",
-              "n_cpl": "N-CpL", "c_cpl": "C-CpL", "tbp": "TBP", "rbp": "RBP"}
-DATASET_ORDER = ("mnist", "fmnist", "svhn", "cifar10", "cifar100")
-DATASET_NAMES = {"mnist": "MNIST", "fmnist": "F-MNIST", "svhn": "SVHN", "cifar10": "CIFAR-10",
-                 "cifar100": "CIFAR-100"}
+CSV_COLUMNS = ("profile", "rule", "dataset", "rule_name", "dataset_name", "n", "seeds",
+               "test_mean_pct", "test_std_pct", "train_mean_pct", "train_std_pct",
+               "n_incomplete", "betas")
 
 
 @dataclass(frozen=True)
-class RunRow:
-    """One run file, reduced to what the tables and figures need."""
+class CellStats:
+    """Final errors of the runs of one (profile, rule, dataset).
 
-    path: str
-    study: str
+    Parameters
+    ----------
+    profile, rule, dataset : str
+        The cell's keys (raw ``/meta`` values).
+    test, train : tuple of float
+        Final test / train error in percent, one per run (runs sorted by seed, then path).
+    seeds : tuple of int
+        The runs' seeds, in the same order.
+    n_incomplete : int
+        How many of the runs have not finished all planned epochs.
+    betas : tuple of float
+        The distinct finite β values of the runs, sorted (empty when no run has one).
+    """
+
+    profile: str
     rule: str
     dataset: str
-    profile: str
-    seed: int
-    beta: float
-    complete: bool
-    status: str
-    epochs: np.ndarray
-    train_error: np.ndarray
-    test_error: np.ndarray
-    seconds: np.ndarray
+    test: tuple[float, ...]
+    train: tuple[float, ...]
+    seeds: tuple[int, ...]
+    n_incomplete: int
+    betas: tuple[float, ...]
 
     @property
-    def final_test(self) -> float:
-        return float(self.test_error[-1]) if len(self.test_error) else math.nan
+    def n(self) -> int:
+        """Number of runs (seeds) in the cell."""
+        return len(self.test)
+
+    @staticmethod
+    def _std(v) -> float:
+        return float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
 
     @property
-    def final_train(self) -> float:
-        return float(self.train_error[-1]) if len(self.train_error) else math.nan
+    def test_mean(self) -> float:
+        """Mean final test error (%)."""
+        return float(np.mean(self.test))
+
+    @property
+    def test_std(self) -> float:
+        """Sample std (ddof=1) of the final test error (%); NaN for one run."""
+        return self._std(self.test)
+
+    @property
+    def train_mean(self) -> float:
+        """Mean final train error (%)."""
+        return float(np.mean(self.train))
+
+    @property
+    def train_std(self) -> float:
+        """Sample std (ddof=1) of the final train error (%); NaN for one run."""
+        return self._std(self.train)
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether any run of the cell is incomplete."""
+        return self.n_incomplete > 0
+
+    @property
+    def mixed_beta(self) -> bool:
+        """Whether the cell pools runs with different β."""
+        return len(self.betas) > 1
 
 
-def load_runs(root: str | Path) -> list[RunRow]:
-    """Every run file (``*.h5`` with ``/meta``) under ``root``, sorted by path."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ConfigError("no such folder", path=root)
-    rows = []
-    for f in sorted(root.rglob("*.h5")):
-        rec = read_run(f)
-        m, meta = rec.metrics, rec.meta
-        empty = np.zeros(0)
-        rows.append(RunRow(str(f), str(meta.get("study", "")), str(meta.get("rule", "?")),
-                           str(meta.get("dataset", "?")), str(meta.get("profile", "none")),
-                           int(meta.get("seed", 0)), float(meta.get("beta", math.nan)),
-                           bool(meta.get("complete", False)), str(meta.get("status", "")),
-                           m.get("epoch", empty), m.get("train_error", empty),
-                           m.get("test_error", empty), m.get("seconds", empty)))
-    if not rows:
-        raise ConfigError("no run files (*.h5) found under this folder", path=root)
-    return rows
+def summarize(runs: list[RunRecord]) -> list[CellStats]:
+    """Group runs by (profile, rule, dataset) and reduce each group to a :class:`CellStats`.
+
+    Parameters
+    ----------
+    runs : list of RunRecord
+        As returned by :func:`~analogebl.reporting.load_runs`.
+
+    Returns
+    -------
+    list of CellStats
+        In canonical order: profiles (``none`` first, then by name), rules, datasets.
+        Runs with no finished epoch are left out.
+    """
+    groups: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
+    for r in runs:
+        if r.epochs_done:
+            groups[(r.profile, r.rule, r.dataset)].append(r)
+    rank_p = {k: i for i, k in enumerate(order_keys({k[0] for k in groups}, PROFILE_ORDER))}
+    rank_r = {k: i for i, k in enumerate(order_keys({k[1] for k in groups}, RULE_ORDER))}
+    rank_d = {k: i for i, k in enumerate(order_keys({k[2] for k in groups}, DATASET_ORDER))}
+    out = []
+    for key in sorted(groups, key=lambda k: (rank_p[k[0]], rank_r[k[1]], rank_d[k[2]])):
+        rs = sorted(groups[key], key=lambda r: (r.seed, str(r.path)))
+        betas = sorted({r.beta for r in rs if math.isfinite(r.beta)})
+        out.append(CellStats(*key, test=tuple(100.0 * r.final_test_error for r in rs),
+                             train=tuple(100.0 * r.final_train_error for r in rs),
+                             seeds=tuple(r.seed for r in rs),
+                             n_incomplete=sum(not r.complete for r in rs),
+                             betas=tuple(betas)))
+    return out
+
+
+# ---------------------------------------------------------------- grids and cell text
+
+_MD = {"pm": " ± ", "nostd": " ± –", "dagger": "†", "ddagger": "‡", "empty": "–",
+       "beta": "β"}
+_LATEX = {"pm": r" $\pm$ ", "nostd": r" $\pm$ --", "dagger": r"$^{\dagger}$",
+          "ddagger": r"$^{\ddagger}$", "empty": "--", "beta": r"$\beta$"}
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                "^": r"\textasciicircum{}", "\n": " ", "\r": " "}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters (and flatten newlines) in plain text."""
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _cell_text(c: CellStats, sym: dict, train: bool, show_n: bool) -> str:
+    s = f"{c.test_mean:.2f}" + (sym["nostd"] if c.n < 2 else f"{sym['pm']}{c.test_std:.2f}")
+    if train:
+        s += f" ({c.train_mean:.2f})"
+    s += (sym["dagger"] if c.incomplete else "") + (sym["ddagger"] if c.mixed_beta else "")
+    return s + (f" [n={c.n}]" if show_n else "")
 
 
 @dataclass(frozen=True)
-class Cell:
-    """Final errors of the seeds of one (profile, rule, dataset)."""
+class _Grid:
+    title: str
+    corner: str
+    rows: list[str]
+    cols: list[str]
+    col_names: list[str]
+    cells: dict[tuple[str, str], CellStats]
+    train: bool
 
-    test: tuple[float, ...]
-    train: tuple[float, ...]
-    incomplete: bool
-
-    @staticmethod
-    def _ms(v):
-        a = np.asarray(v, dtype=float) * 100
-        return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else math.nan)
-
-    @property
-    def test_mean_std(self):
-        return self._ms(self.test)
-
-    @property
-    def train_mean_std(self):
-        return self._ms(self.train)
-
-    def text(self) -> str:
-        m, s = self.test_mean_std
-        tm, _ = self.train_mean_std
-        pm = f" ± {s:.2f}" if not math.isnan(s) else ""
-        return f"{m:.2f}{pm} ({tm:.2f}){'†' if self.incomplete else ''}"
+    def notes(self, sym: dict) -> tuple[bool, list[str]]:
+        ns = {c.n for c in self.cells.values()}
+        show_n = len(ns) > 1
+        notes = [] if show_n else [f"n = {ns.pop()} seed(s) per cell."]
+        if any(c.incomplete for c in self.cells.values()):
+            notes.append(f"{sym['dagger']} includes runs that did not finish all planned "
+                         "epochs (error after their last finished epoch).")
+        if any(c.mixed_beta for c in self.cells.values()):
+            notes.append(f"{sym['ddagger']} pools runs with different {sym['beta']} values.")
+        return show_n, notes
 
 
-def _order(keys, order):
-    known = [k for k in order if k in keys]
-    return known + sorted(k for k in keys if k not in order)
+def _by_datasets(cells: list[CellStats], profile: str) -> _Grid:
+    sel = {(c.rule, c.dataset): c for c in cells if c.profile == profile}
+    cols = order_keys({k[1] for k in sel}, DATASET_ORDER)
+    return _Grid(f"Profile {profile}: final test error % (train error %)", "Rule",
+                 order_keys({k[0] for k in sel}, RULE_ORDER), cols,
+                 [dataset_name(d) for d in cols], sel, train=True)
 
 
-def aggregate(rows: list[RunRow]) -> dict[tuple[str, str, str], Cell]:
-    """(profile, rule, dataset) -> :class:`Cell` over seeds (runs with no epoch skipped)."""
-    groups = defaultdict(list)
-    for r in rows:
-        if len(r.test_error):
-            groups[(r.profile, r.rule, r.dataset)].append(r)
-    return {k: Cell(tuple(r.final_test for r in v), tuple(r.final_train for r in v),
-                    any(not r.complete for r in v)) for k, v in sorted(groups.items())}
+def _by_profiles(cells: list[CellStats], dataset: str) -> _Grid:
+    sel = {(c.rule, c.profile): c for c in cells if c.dataset == dataset}
+    cols = order_keys({k[1] for k in sel}, PROFILE_ORDER)
+    return _Grid(f"{dataset_name(dataset)}: final test error % by hardware profile", "Rule",
+                 order_keys({k[0] for k in sel}, RULE_ORDER), cols, cols, sel, train=False)
 
 
-def _axes(cells):
-    profiles = _order({k[0] for k in cells}, ("none",))
-    rules = _order({k[1] for k in cells}, RULE_ORDER)
-    datasets = _order({k[2] for k in cells}, DATASET_ORDER)
-    return profiles, rules, datasets
-
-
-def table_markdown(cells: dict) -> str:
-    """One rules x datasets table per profile, then (for several profiles) one rules x
-    profiles table per dataset."""
-    profiles, rules, datasets = _axes(cells)
-    out = []
-    for p in profiles:
-        out.append(f"### Test error % (train error), profile `{p}`\n")
-        out.append("| rule | " + " | ".join(DATASET_NAMES.get(d, d) for d in datasets) + " |")
-        out.append("|---|" + "---|" * len(datasets))
-        for r in rules:
-            if not any((p, r, d) in cells for d in datasets):
-                continue
-            row = [cells[(p, r, d)].text() if (p, r, d) in cells else "–" for d in datasets]
-            n = {len(cells[(p, r, d)].test) for d in datasets if (p, r, d) in cells}
-            out.append(f"| {RULE_NAMES.get(r, r)} | " + " | ".join(row) + " |")
-        out.append(f"\nSeeds per cell: {', '.join(str(v) for v in sorted(n))}." if n else "")
-        out.append("")
+def _grids(cells: list[CellStats]) -> list[_Grid]:
+    profiles = order_keys({c.profile for c in cells}, PROFILE_ORDER)
+    grids = [_by_datasets(cells, p) for p in profiles]
     if len(profiles) > 1:
-        for d in datasets:
-            out.append(f"### Rules x hardware profiles, {DATASET_NAMES.get(d, d)} "
-                       "(test error %)\n")
-            out.append("| rule | " + " | ".join(f"`{p}`" for p in profiles) + " |")
-            out.append("|---|" + "---|" * len(profiles))
-            for r in rules:
-                row = [cells[(p, r, d)].text() if (p, r, d) in cells else "–" for p in profiles]
-                out.append(f"| {RULE_NAMES.get(r, r)} | " + " | ".join(row) + " |")
-            out.append("")
-    if any(c.incomplete for c in cells.values()):
-        out.append("† at least one run of this cell has not finished all its epochs.\n")
-    return "\n".join(out)
+        for d in order_keys({c.dataset for c in cells}, DATASET_ORDER):
+            g = _by_profiles(cells, d)
+            if len(g.cols) > 1:
+                grids.append(g)
+    return grids
 
 
-def table_csv(cells: dict) -> str:
-    """One row per (profile, rule, dataset): mean/std/n of final test and train error (%)."""
+# ---------------------------------------------------------------- renderers
+
+def _markdown(g: _Grid) -> str:
+    show_n, notes = g.notes(_MD)
+    out = [f"### {_md_escape(g.title)}", "",
+           "| " + " | ".join([g.corner] + [_md_escape(c) for c in g.col_names]) + " |",
+           "|:--" + "|--:" * len(g.cols) + "|"]
+    for r in g.rows:
+        row = [_cell_text(g.cells[(r, c)], _MD, g.train, show_n) if (r, c) in g.cells
+               else _MD["empty"] for c in g.cols]
+        out.append("| " + " | ".join([_md_escape(rule_name(r))] + row) + " |")
+    out.append("")
+    out += [n + "  " for n in notes]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _latex(g: _Grid) -> str:
+    show_n, notes = g.notes(_LATEX)
+    k = len(g.cols) + 1
+    out = [f"% {latex_escape(g.title)}",
+           r"\begin{tabular}{l" + "c" * len(g.cols) + "}", r"\toprule",
+           " & ".join([g.corner] + [latex_escape(c) for c in g.col_names]) + r" \\",
+           r"\midrule"]
+    for r in g.rows:
+        row = [_cell_text(g.cells[(r, c)], _LATEX, g.train, show_n) if (r, c) in g.cells
+               else _LATEX["empty"] for c in g.cols]
+        out.append(" & ".join([latex_escape(rule_name(r))] + row) + r" \\")
+    out.append(r"\bottomrule")
+    for n in notes:
+        out.append(rf"\multicolumn{{{k}}}{{l}}{{\footnotesize {n}}} \\")
+    out.append(r"\end{tabular}")
+    return "\n".join(out) + "\n"
+
+
+_RENDER = {"markdown": _markdown, "latex": _latex}
+
+
+def _render(grid: _Grid, fmt: str) -> str:
+    if fmt not in _RENDER:
+        raise ValueError(f"fmt must be 'markdown' or 'latex', not {fmt!r}")
+    return _RENDER[fmt](grid)
+
+
+def rules_by_datasets(cells: list[CellStats], profile: str, fmt: str = "markdown") -> str:
+    """The paper's layout for one profile: rows rules, columns datasets (those present).
+
+    Parameters
+    ----------
+    cells : list of CellStats
+        As returned by :func:`summarize`.
+    profile : str
+        The hardware profile (``"none"`` for ideal devices).
+    fmt : {"markdown", "latex"}
+        Output format.
+
+    Returns
+    -------
+    str
+        The table with its notes; cells show ``test ± std (train)``.
+    """
+    return _render(_by_datasets(cells, profile), fmt)
+
+
+def rules_by_profiles(cells: list[CellStats], dataset: str, fmt: str = "markdown") -> str:
+    """Rows rules, columns hardware profiles, for one dataset.
+
+    Parameters
+    ----------
+    cells : list of CellStats
+        As returned by :func:`summarize`.
+    dataset : str
+        Dataset key (``"mnist"``, ...).
+    fmt : {"markdown", "latex"}
+        Output format.
+
+    Returns
+    -------
+    str
+        The table with its notes; cells show the final test error ``mean ± std`` in %.
+    """
+    return _render(_by_profiles(cells, dataset), fmt)
+
+
+_LEGEND = ("Cells: final test error in % as mean ± sample standard deviation (ddof = 1) over "
+           "seeds, final train error in % in parentheses; `± –` marks a single seed.")
+
+
+def tables_markdown(cells: list[CellStats]) -> str:
+    """All tables as Markdown.
+
+    One rules × datasets table per profile; when several profiles are present, also one
+    rules × profiles table per dataset measured under at least two profiles.
+
+    Parameters
+    ----------
+    cells : list of CellStats
+        As returned by :func:`summarize`.
+
+    Returns
+    -------
+    str
+    """
+    if not cells:
+        return "_No run has finished an epoch yet._\n"
+    return _LEGEND + "\n\n" + "\n".join(_markdown(g) for g in _grids(cells))
+
+
+def tables_latex(cells: list[CellStats]) -> str:
+    """The same tables as :func:`tables_markdown`, as booktabs ``tabular`` environments.
+
+    Needs ``\\usepackage{booktabs}``. All names are escaped for LaTeX.
+    """
+    head = ("% Generated by analogebl.reporting; needs \\usepackage{booktabs}.\n"
+            "% Cells: final test error % as mean $\\pm$ sample std (ddof=1) over seeds,\n"
+            "% final train error % in parentheses; $\\pm$ -- marks a single seed.\n")
+    return head + "\n".join(_latex(g) for g in _grids(cells))
+
+
+def _num(x: float) -> str:
+    return "" if math.isnan(x) else repr(float(x))
+
+
+def table_csv(cells: list[CellStats]) -> str:
+    """One CSV row per (profile, rule, dataset), columns :data:`CSV_COLUMNS`.
+
+    Errors are in percent and written with ``repr`` so that they parse back exactly; a std
+    of a single-seed cell is an empty field. ``seeds`` and ``betas`` are space-separated.
+    """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["profile", "rule", "dataset", "n", "test_mean", "test_std", "train_mean",
-                "train_std", "incomplete"])
-    profiles, rules, datasets = _axes(cells)
-    for p in profiles:
-        for r in rules:
-            for d in datasets:
-                c = cells.get((p, r, d))
-                if c is None:
-                    continue
-                tm, ts = c.test_mean_std
-                rm, rs = c.train_mean_std
-                w.writerow([p, r, d, len(c.test), repr(tm), "" if math.isnan(ts) else repr(ts),
-                            repr(rm), "" if math.isnan(rs) else repr(rs), int(c.incomplete)])
+    w.writerow(CSV_COLUMNS)
+    for c in cells:
+        w.writerow([c.profile, c.rule, c.dataset, rule_name(c.rule), dataset_name(c.dataset),
+                    c.n, " ".join(str(s) for s in c.seeds), _num(c.test_mean),
+                    _num(c.test_std), _num(c.train_mean), _num(c.train_std), c.n_incomplete,
+                    " ".join(repr(b) for b in c.betas)])
     return buf.getvalue()
-
-
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-        "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-        "^": r"\textasciicircum{}"}
-
-
-def _tex(s: str) -> str:
-    """Escape LaTeX's special characters."""
-    return "".join(_TEX.get(ch, ch) for ch in s)
-
-
-def table_latex(cells: dict) -> str:
-    """booktabs tabular per profile (rules x datasets)."""
-    profiles, rules, datasets = _axes(cells)
-    out = []
-    for p in profiles:
-        out.append(f"% test error % (train error), profile {_tex(p)}")
-        out.append(r"\begin{tabular}{l" + "c" * len(datasets) + "}")
-        out.append(r"\toprule")
-        out.append("Rule & " + " & ".join(_tex(DATASET_NAMES.get(d, d)) for d in datasets)
-                   + r" \\")
-        out.append(r"\midrule")
-        for r in rules:
-            if not any((p, r, d) in cells for d in datasets):
-                continue
-            row = []
-            for d in datasets:
-                c = cells.get((p, r, d))
-                row.append("--" if c is None else
-                           _tex(c.text()).replace("±", r"$\pm$").replace("†", r"$^\dagger$"))
-            out.append(_tex(RULE_NAMES.get(r, r)) + " & " + " & ".join(row) + r" \\")
-        out.append(r"\bottomrule")
-        out.append(r"\end{tabular}")
-        out.append("")
-    return "\n".join(out)
-
-
-def write_report(root: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Tables and figures for the runs under ``root`` into ``out_dir`` (default
-    ``root/report``); returns the files written (``report.md`` first)."""
-    from analogebl.reporting.figures import make_figures
-
-    root = Path(root)
-    rows = load_runs(root)
-    out = Path(out_dir) if out_dir is not None else root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    cells = aggregate(rows)
-    figures = make_figures(rows, cells, out)
-    md = [f"# Report: {root}\n", f"{len(rows)} run file(s); final-epoch errors.\n",
-          table_markdown(cells)]
-    slow = [r for r in rows if r.status == "diverged"]
-    if slow:
-        md.append("Diverged runs: " + ", ".join(Path(r.path).name for r in slow) + "\n")
-    if figures:
-        md.append("## Figures\n")
-        md += [f"![{f.stem}]({f.name})\n" for f in figures]
-    files = [out / "report.md", out / "table.csv", out / "table.tex"]
-    atomic_write_text(files[0], "\n".join(md))
-    atomic_write_text(files[1], table_csv(cells))
-    atomic_write_text(files[2], table_latex(cells))
-    return files + figures
