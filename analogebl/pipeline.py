@@ -113,16 +113,17 @@ def _config_diff(old_toml: str, new: StudyConfig) -> list[str]:
 class _Recorder:
     """Holds a run's metrics and writes the run file (no-op without a path)."""
 
-    def __init__(self, path: Path | None, meta: dict, config_toml: str, profile_toml: str):
+    def __init__(self, path: Path | None, meta: dict, config_toml: str, profile_toml: str,
+                 circuit_toml: str):
         self.path, self.meta, self.config_toml = path, meta, config_toml
-        self.profile_toml = profile_toml
+        self.profile_toml, self.circuit_toml = profile_toml, circuit_toml
         self.metrics: dict[str, list[float]] = {}
 
     def write(self, checkpoint: Checkpoint | None) -> None:
         if self.path is not None:
             write_run(self.path, RunRecord(self.meta, self.config_toml, self.profile_toml,
                                            {k: np.asarray(v) for k, v in self.metrics.items()},
-                                           checkpoint))
+                                           checkpoint, self.circuit_toml))
 
 
 def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
@@ -182,7 +183,8 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
             "version": analogebl.__version__, "git_sha": git_sha(), "epochs_planned": epochs,
             "complete": False, "status": "running", "message": "",
             "train_size": len(ds.train_y), "test_size": len(ds.test_y)}
-    rec = _Recorder(path, meta, study.to_toml(), "" if profile is None else profile.to_toml())
+    rec = _Recorder(path, meta, study.to_toml(), "" if profile is None else profile.to_toml(),
+                    net.circuit.to_toml())
     result = TrainingResult(path=path)
 
     start_epoch, start_step, sums = 0, 0, {}

@@ -107,6 +107,22 @@ class Circuit:
     bias_gain: float = 0.5
     description: str = field(default="", compare=False)
 
+    def to_toml(self) -> str:
+        """The resolved circuit (every layer and coupling, after overrides) as TOML text,
+        recorded with results."""
+        lines = [f'name = "{self.name}"', f"bias_gain = {self.bias_gain!r}"]
+        for layer in self.layers:
+            lines += ["", "[[layer]]", f'name = "{layer.name}"',
+                      f"shape = {list(layer.shape)}",
+                      f'activation = "{layer.activation.value}"']
+        for c in self.couplings:
+            lines += ["", "[[coupling]]", f'name = "{c.name}"', f"pre = {c.pre}",
+                      f'kind = "{c.kind.value}"', f"gain = {c.gain!r}"]
+            if c.kind is CouplingKind.CONV:
+                lines += [f"kernel_size = {c.kernel_size}", f"padding = {c.padding}",
+                          f'pool = "{c.pool.value}"']
+        return "\n".join(lines) + "\n"
+
     def __post_init__(self):
         if len(self.layers) < 2:
             raise ConfigError(f"circuit '{self.name}' needs at least an input and an output layer")

@@ -8,6 +8,7 @@ Layout of ``RUN.h5``::
                        message, train_size, test_size, schema_version
     /meta/config_toml  the resolved study run (TOML text)
     /meta/profile_toml the resolved hardware profile (TOML text; "" without one)
+    /meta/circuit_toml the resolved circuit (layers and couplings after overrides)
     /metrics/NAME      float64, one entry per finished epoch (epoch, train_error, test_error,
                        train_cost, energy, residual, seconds, pulses, energy_J, ...)
     /checkpoint        parameters, optimizer state, warm-start state, RNG states, hardware
@@ -64,6 +65,7 @@ class RunRecord:
     profile_toml: str
     metrics: dict[str, np.ndarray]
     checkpoint: Checkpoint | None
+    circuit_toml: str = ""
 
     @property
     def complete(self) -> bool:
@@ -120,6 +122,7 @@ def write_run(path: str | Path, record: RunRecord) -> None:
             meta.attrs["schema_version"] = SCHEMA_VERSION
             meta.create_dataset("config_toml", data=record.config_toml)
             meta.create_dataset("profile_toml", data=record.profile_toml)
+            meta.create_dataset("circuit_toml", data=record.circuit_toml)
             m = f.create_group("metrics")
             for k, v in record.metrics.items():
                 m.create_dataset(k, data=np.asarray(v, dtype=np.float64))
@@ -173,6 +176,7 @@ def read_run(path: str | Path) -> RunRecord:
                     for k, v in f["meta"].attrs.items()}
             config = _text(f["meta/config_toml"])
             profile = _text(f["meta/profile_toml"]) if "profile_toml" in f["meta"] else ""
+            circuit = _text(f["meta/circuit_toml"]) if "circuit_toml" in f["meta"] else ""
             metrics = {k: np.asarray(v[()]) for k, v in f["metrics"].items()}
             ck = None
             if "checkpoint" in f:
@@ -183,4 +187,4 @@ def read_run(path: str | Path) -> RunRecord:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"cannot read run file: {exc}", path=path) from None
-    return RunRecord(meta, config, profile, metrics, ck)
+    return RunRecord(meta, config, profile, metrics, ck, circuit)
