@@ -1,0 +1,84 @@
+"""Cost of each hardware profile over the software simulator (one C-EP training step).
+
+    python benchmarks/bench_profiles.py --circuit dhn_mnist --batch 128 --backend numba
+
+For every catalog profile: seconds per training step (60 free + 2 x 15 nudged iterations +
+the update realised as pulses), the slowdown against ``ideal_fp32``, pulses and energy per
+update. Real MNIST batches when ``$ANALOGEBL_DATA`` is set, else Gaussian inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analogebl.hardware import list_profiles, load_profile  # noqa: E402
+from analogebl.learning import SGD, layer_learning_rates, make_rule  # noqa: E402
+from analogebl.network import Network  # noqa: E402
+from analogebl.update.session import HardwareSession  # noqa: E402
+
+
+def batches(batch: int, n: int, in_shape):
+    if os.environ.get("ANALOGEBL_DATA"):
+        from analogebl.data import iterate_batches, load_dataset
+
+        ds = load_dataset("mnist", train_subset=batch * n, subset_seed=0)
+        return list(iterate_batches(ds.train_x, ds.train_y, batch, rng=None, mean=ds.mean,
+                                    std=ds.std, pad_to=None, augmentation=None,
+                                    dtype=np.float32)), (ds.mean, ds.std)
+    rng = np.random.default_rng(0)
+    return [(rng.normal(size=(batch, *in_shape)).astype(np.float32),
+             rng.integers(0, 10, batch)) for _ in range(n)], ((0.0,), (1.0,))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--circuit", default="dhn_mnist")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--backend", default="numba")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    data, (mean, std) = batches(args.batch, args.steps + 1, (784,))
+    rows = []
+    for name in list_profiles():
+        prof = load_profile(name)
+        net = Network.from_catalog(args.circuit, backend=args.backend, seed=0)
+        hw = None if prof.is_ideal else HardwareSession(prof, net.backend, mean, std, 0)
+        opt = SGD(layer_learning_rates(list(net.parameters()), 0.05), 0.9)
+        rule = make_rule("c_ep", 0.25, 15)
+        net.train_step(*data[0], rule, opt, 60, hardware=hw)  # warm-up (JIT, buffers)
+        p0 = hw.pulses if hw else 0
+        e0 = hw.update_energy_J + hw.relax_energy_J if hw else 0.0
+        t = time.perf_counter()
+        for xb, yb in data[1:]:
+            net.train_step(xb, yb, rule, opt, 60, hardware=hw)
+        sec = (time.perf_counter() - t) / args.steps
+        pulses = (hw.pulses - p0) / args.steps if hw else 0.0
+        energy = ((hw.update_energy_J + hw.relax_energy_J - e0) / args.steps) if hw else 0.0
+        rows.append({"profile": name, "s_per_step": sec, "pulses_per_update": pulses,
+                     "energy_J_per_update": energy})
+    base = next(r["s_per_step"] for r in rows if r["profile"] == "ideal_fp32")
+    for r in rows:
+        r["slowdown"] = r["s_per_step"] / base
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(f"{'profile':14s} {'s/step':>8s} {'slowdown':>9s} {'pulses/update':>14s} "
+              f"{'J/update':>10s}")
+        for r in rows:
+            print(f"{r['profile']:14s} {r['s_per_step']:8.3f} {r['slowdown']:8.2f}x "
+                  f"{r['pulses_per_update']:14.3g} {r['energy_J_per_update']:10.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
