@@ -200,11 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_parser("list", help="list catalog studies").set_defaults(fn=_study_list)
     sh = st.add_parser("show", help="print a study's resolved configuration")
     sh.add_argument("name")
-    sh.add_argument("--tier", choices=("full", "cpu", "smoke"))
+    sh.add_argument("--tier", help="full, cpu, smoke, or a tier the study adds (extra_tiers)")
     sh.set_defaults(fn=_study_show)
     run = st.add_parser("run", help="train and evaluate a study")
     run.add_argument("name")
-    run.add_argument("--tier", choices=("full", "cpu", "smoke"))
+    run.add_argument("--tier", help="full, cpu, smoke, or a tier the study adds (extra_tiers)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a study key, e.g. --set epochs=3 --set circuit.width=0.25")
     run.add_argument("--backend", choices=BACKENDS)

@@ -22,15 +22,20 @@ from pathlib import Path
 import numpy as np
 
 import analogebl
-from analogebl.data import DEFAULT_AUGMENTATION, iterate_batches, load_dataset, num_batches
+from analogebl.data import (
+    DEFAULT_AUGMENTATION,
+    iterate_batches,
+    load_dataset,
+    num_batches,
+    split_validation,
+)
 from analogebl.errors import ConfigError, DivergenceError
 from analogebl.hardware import load_profile
 from analogebl.learning import (
-    SGD,
-    Adam,
     ConstantSchedule,
     CosineSchedule,
     layer_learning_rates,
+    make_optimizer,
     make_rule,
 )
 from analogebl.network import Network
@@ -76,12 +81,25 @@ def evaluate(net: Network, x_uint8: np.ndarray, y: np.ndarray, *, mean, std,
     return wrong / len(y)
 
 
-def _optimizer(cfg: dict, names: list[str]):
-    lrs = layer_learning_rates(names, cfg["optimizer.lr"])
-    if cfg["optimizer.name"] == "sgd":
-        return SGD(lrs, cfg["optimizer.momentum"], cfg["optimizer.weight_decay"])
-    return Adam(lrs, weight_decay=cfg["optimizer.weight_decay"],
-                decoupled=cfg["optimizer.name"] == "adamw")
+def _optimizer(cfg: dict, net: Network, seed: int):
+    """The study's optimizer over the network's parameters (see ``make_optimizer``)."""
+    shapes = {k: tuple(v.shape) for k, v in net.parameters().items()}
+    names = list(shapes)
+    plan = net.backend.plan
+    last = plan.num_layers - 1
+    hidden = {c.name for c in plan.couplings if c.pre != 0 and c.post != last}
+    dense = {c.name for c in plan.couplings if c.kind == "dense"}
+    scale = cfg["optimizer.lr_scale"]  # a tuning grid multiplies every rate
+    lrs = {k: v * scale for k, v in layer_learning_rates(names, cfg["optimizer.lr"]).items()}
+    adam_lrs = {k: v * scale
+                for k, v in layer_learning_rates(names, cfg["optimizer.adam_lr"]).items()}
+    return make_optimizer(
+        cfg["optimizer.name"], lrs, shapes, hidden, dense, adam_lrs=adam_lrs,
+        momentum=cfg["optimizer.momentum"], weight_decay=cfg["optimizer.weight_decay"],
+        spectral_cap=cfg["optimizer.spectral_cap"], ns_steps=cfg["optimizer.ns_steps"],
+        nesterov=cfg["optimizer.nesterov"], rank_frac=cfg["optimizer.rank_frac"],
+        dion_threshold=cfg["optimizer.dion_threshold"], damping=cfg["optimizer.damping"],
+        kfac_decay=cfg["optimizer.kfac_decay"], rng=derive_rng(seed, "optimizer/dion"))
 
 
 def _fmt_seconds(s: float) -> str:
@@ -148,8 +166,12 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
         if diff:
             raise ConfigError(f"holds a run with a different configuration ({', '.join(diff)} "
                               "differ); choose another --out to start a new run", path=path)
-    ds = load_dataset(cfg["dataset"], train_subset=cfg["train_subset"],
+    n_val, n_train = cfg["validation_subset"] or 0, cfg["train_subset"]
+    ds = load_dataset(cfg["dataset"], train_subset=None if n_train is None else n_train + n_val,
                       test_subset=cfg["test_subset"], subset_seed=seed)
+    val_x = val_y = None
+    if n_val:
+        ds, val_x, val_y = split_validation(ds, n_val, derive_rng(seed, "data/validation"))
     net = Network.from_catalog(cfg["circuit.name"], in_channels=ds.in_channels,
                                num_classes=ds.num_classes, width=cfg["circuit.width"],
                                gains=cfg["circuit.gains"], pool=cfg["circuit.pool"],
@@ -160,7 +182,9 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
     hw = (None if profile is None or profile.is_ideal else
           HardwareSession(profile, b, ds.mean, ds.std, seed))
     rule = make_rule(cfg["rule.name"], cfg["rule.beta"], cfg["rule.iterations"])
-    opt = _optimizer(cfg, list(net.parameters()))
+    opt = _optimizer(cfg, net, seed)
+    init_weights = {k: v.astype(np.float64) for k, v in net.parameters().items()
+                    if v.ndim > 1}
     epochs = cfg["epochs"]
     sched = (CosineSchedule(epochs, cfg["optimizer.eta_min"])
              if cfg["optimizer.schedule"] == "cosine" else ConstantSchedule())
@@ -179,10 +203,13 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
             "dataset": ds.name, "rule": rule.name,
             "beta": float("nan") if cfg["rule.beta"] is None else float(cfg["rule.beta"]),
             "profile": cfg["profile"], "optimizer": cfg["optimizer.name"], "seed": seed,
+            "variant": cfg["variant"] or "",
+            "lr": float(np.ravel(cfg["optimizer.lr"])[0]) * cfg["optimizer.lr_scale"],
             "backend": b.name, "dtype": b.dtype, "device": str(b.device),
             "version": analogebl.__version__, "git_sha": git_sha(), "epochs_planned": epochs,
             "complete": False, "status": "running", "message": "",
-            "train_size": len(ds.train_y), "test_size": len(ds.test_y)}
+            "train_size": len(ds.train_y), "test_size": len(ds.test_y),
+            "validation_size": 0 if val_y is None else len(val_y)}
     rec = _Recorder(path, meta, study.to_toml(), "" if profile is None else profile.to_toml(),
                     net.circuit.to_toml())
     result = TrainingResult(path=path)
@@ -255,11 +282,13 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
 
             bar = tqdm(total=n_batches, initial=first, desc=f"epoch {epoch + 1}/{epochs}",
                        leave=False, file=sys.stderr, dynamic_ncols=True)
-        for k in ("n", "cost", "error", "energy", "residual"):
+        for k in ("n", "cost", "error", "energy", "residual", "steps", "train_seconds"):
             sums.setdefault(k, 0.0)
         last_ck = time.perf_counter()
+        t_train = time.perf_counter() - sums["train_seconds"]
         for step, (xb, yb) in enumerate(batches, start=first):
             m = net.train_step(xb, yb, rule, opt, free_it, schedule, hardware=hw)
+            sums["steps"] += 1
             bad = b.check_finite(net._warm)
             if bad is not None or not math.isfinite(m["cost"]):
                 if bar is not None:
@@ -285,10 +314,12 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
                 estimated = True
             if step + 1 < n_batches and time.perf_counter() - last_ck >= every_s:
                 sums["seconds"] = time.perf_counter() - t0
+                sums["train_seconds"] = time.perf_counter() - t_train
                 rec.write(checkpoint(epoch, step + 1, sums))
                 last_ck = time.perf_counter()
         if bar is not None:
             bar.close()
+        train_seconds = time.perf_counter() - t_train
         test_err = evaluate(net, ds.test_x, ds.test_y, mean=ds.mean, std=ds.std,
                             pad_to=cfg["pad_to"], iterations=free_it,
                             batch_size=cfg["eval_batch_size"], dtype=np_dtype)
@@ -298,7 +329,16 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
         row = {"epoch": r.epoch, "train_error": r.train_error, "train_cost": r.train_cost,
                "test_error": r.test_error, "energy": sums["energy"] / sums["n"],
                "residual": sums["residual"] / sums["n"], "seconds": r.seconds,
-               "lr": float(next(iter(opt.lrs.values())))}
+               "lr": float(next(iter(opt.lrs.values()))),
+               "seconds_per_step": train_seconds / max(sums["steps"], 1)}
+        params_now = net.parameters()
+        for k, w0 in init_weights.items():  # does every layer learn?
+            row[f"rel_change_{k}"] = float(np.linalg.norm(params_now[k] - w0)
+                                           / max(np.linalg.norm(w0), 1e-30))
+        if val_y is not None:
+            row["val_error"] = evaluate(net, val_x, val_y, mean=ds.mean, std=ds.std,
+                                        pad_to=cfg["pad_to"], iterations=free_it,
+                                        batch_size=cfg["eval_batch_size"], dtype=np_dtype)
         if hw is not None:
             row.update(pulses=hw.pulses, update_energy_J=hw.update_energy_J,
                        relax_energy_J=hw.relax_energy_J,

@@ -6,7 +6,14 @@ from analogebl.data.batching import (
     iterate_batches,
     num_batches,
 )
-from analogebl.data.datasets import DATASETS, Dataset, data_root, load_dataset, verify_checksums
+from analogebl.data.datasets import (
+    DATASETS,
+    Dataset,
+    data_root,
+    load_dataset,
+    split_validation,
+    verify_checksums,
+)
 
 __all__ = [
     "DATASETS",
@@ -17,5 +24,6 @@ __all__ = [
     "iterate_batches",
     "load_dataset",
     "num_batches",
+    "split_validation",
     "verify_checksums",
 ]

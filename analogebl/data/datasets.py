@@ -12,6 +12,7 @@ Layout under the data root (official names, as extracted from the official archi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -29,7 +30,8 @@ from analogebl.data.formats import (
 )
 from analogebl.errors import DataError
 
-__all__ = ["DATASETS", "Dataset", "data_root", "load_dataset", "verify_checksums"]
+__all__ = ["DATASETS", "Dataset", "data_root", "load_dataset", "split_validation",
+           "verify_checksums"]
 
 DATASETS = ("mnist", "fmnist", "svhn", "cifar10", "cifar100")
 
@@ -191,6 +193,23 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *,
     spec = _SPECS[name]
     num_classes = 20 if (name == "cifar100" and label_mode == "coarse") else spec.num_classes
     return Dataset(name, trx, try_, tex, tey, num_classes, spec.mean, spec.std)
+
+
+def split_validation(ds: Dataset, n: int,
+                     rng: np.random.Generator) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """Hold out ``n`` random training images as a validation split (disjoint from training).
+
+    Returns the dataset with the remaining training images (file order kept) and the
+    validation images and labels. Model selection reads the validation split, never test.
+    """
+    total = len(ds.train_y)
+    if not 0 < n < total:
+        raise DataError(f"validation_subset must be between 1 and {total - 1} "
+                        f"(the training split holds {total}), got {n}")
+    val = np.sort(rng.choice(total, size=n, replace=False))
+    keep = np.setdiff1d(np.arange(total), val)
+    train = dataclasses.replace(ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep])
+    return train, ds.train_x[val], ds.train_y[val]
 
 
 def verify_checksums(root: str | os.PathLike | None = None) -> Iterator[tuple[str, bool]]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from analogebl.catalog import find_entry, read_toml
 from analogebl.errors import ConfigError
+from analogebl.learning.optimizers import OPTIMIZERS
 
 __all__ = ["StudyConfig", "load_study", "parse_set", "SCHEMA", "TIERS"]
 
@@ -67,6 +68,16 @@ SCHEMA: dict[str, tuple] = {
     "optimizer.weight_decay": (float, int),
     "optimizer.schedule": (str,),
     "optimizer.eta_min": (float, int),
+    "optimizer.adam_lr": (float, int, list),
+    "optimizer.nesterov": (bool,),
+    "optimizer.ns_steps": (int,),
+    "optimizer.spectral_cap": (float, int, type(None)),
+    "optimizer.rank_frac": (float, int),
+    "optimizer.dion_threshold": (int,),
+    "optimizer.damping": (float, int),
+    "optimizer.kfac_decay": (float, int),
+    "optimizer.lr_scale": (float, int),
+    "validation_subset": (int, type(None)),
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -98,6 +109,16 @@ DEFAULTS: dict[str, Any] = {
     "optimizer.weight_decay": 0.0,
     "optimizer.schedule": "cosine",
     "optimizer.eta_min": 2e-6,
+    "optimizer.adam_lr": 1e-3,
+    "optimizer.nesterov": True,
+    "optimizer.ns_steps": 5,
+    "optimizer.spectral_cap": None,
+    "optimizer.rank_frac": 0.25,
+    "optimizer.dion_threshold": 50_000,
+    "optimizer.damping": 1e-2,
+    "optimizer.kfac_decay": 0.95,
+    "optimizer.lr_scale": 1.0,
+    "validation_subset": None,
 }
 REQUIRED = ("dataset", "circuit.name", "rule.name", "optimizer.lr")
 
@@ -124,7 +145,8 @@ def _check(key: str, value: Any, path) -> Any:
         raise ConfigError(f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}",
                           path=path, key=key)
     if isinstance(value, int | float) and not isinstance(value, bool) and key != "seed" \
-            and value <= 0 and key not in ("optimizer.weight_decay", "optimizer.momentum"):
+            and value <= 0 and key not in ("optimizer.weight_decay", "optimizer.momentum",
+                                    "optimizer.spectral_cap", "optimizer.kfac_decay"):
         raise ConfigError(f"must be > 0, got {value!r}", path=path, key=key)
     return value
 
@@ -158,6 +180,7 @@ class StudyConfig:
     per_rule: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     run_id: str | None = None
     variants: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = ()  # --set: win over variants, not per_rule
 
     def __getitem__(self, key: str) -> Any:
         return dict(self.values)[key]
@@ -179,6 +202,7 @@ class StudyConfig:
                                       f"{', '.join(dict(self.variants)) or '(none)'}",
                                       path=self.path, key="variant")
                 values.update(dict(self.variants)[variant])
+                values.update(dict(self.overrides))
             values.update(dict(self.per_rule).get(values["rule.name"], ()))
             parts = []
             for k, v in zip(keys, combo, strict=True):
@@ -270,6 +294,11 @@ def load_study(name: str, tier: str | None = None,
     tiers = doc.pop("tiers", {})
     if not isinstance(tiers, dict):
         raise ConfigError("expected tables [tiers.NAME]", path=path, key="tiers")
+    extra = doc.pop("extra_tiers", [])
+    if not (isinstance(extra, list) and all(isinstance(t, str) and t.isidentifier()
+                                            and t not in TIERS for t in extra)):
+        raise ConfigError("expected a list of tier names besides full, cpu and smoke",
+                          path=path, key="extra_tiers")
     sweep, per_rule = _split_sweep(doc, path, "")
     variants = sweep.pop("variants", {})
     flat = _flatten(doc, path)
@@ -277,9 +306,9 @@ def load_study(name: str, tier: str | None = None,
         _check(k, v, path)
     tier_docs = {}
     for t, table in tiers.items():
-        if t not in TIERS:
-            raise ConfigError(f"unknown tier; tiers are {', '.join(TIERS)}", path=path,
-                              key=f"tiers.{t}")
+        if t not in TIERS and t not in extra:
+            raise ConfigError(f"unknown tier; tiers are {', '.join(TIERS)} (declare others in "
+                              "extra_tiers)", path=path, key=f"tiers.{t}")
         table = copy.deepcopy(table)
         t_sweep, t_rule = _split_sweep(table, path, f"tiers.{t}.")
         if "variants" in t_sweep:
@@ -291,8 +320,9 @@ def load_study(name: str, tier: str | None = None,
             _check(k if k in SCHEMA else f"tiers.{t}.{k}", v, path)
         tier_docs[t] = (t_flat, t_sweep, t_rule)
     tier = tier or flat.get("default_tier", "full")
-    if tier not in TIERS:
-        raise ConfigError(f"unknown tier {tier!r}; tiers are {', '.join(TIERS)}", key="--tier")
+    if tier not in TIERS and tier not in extra:
+        raise ConfigError(f"unknown tier {tier!r}; this study's tiers are "
+                          f"{', '.join([*TIERS, *extra])}", path=path, key="--tier")
     if tier != "full" and tier not in tier_docs:
         raise ConfigError(f"study has no tier {tier!r} (has: full, {', '.join(tier_docs)})",
                           path=path, key="tiers")
@@ -318,7 +348,7 @@ def load_study(name: str, tier: str | None = None,
         if k not in values and k not in sweep:
             raise ConfigError("missing required key", path=path, key=k)
     checks = {"relaxation.schedule": ("async", "sync"),
-              "optimizer.name": ("sgd", "adam", "adamw"),
+              "optimizer.name": OPTIMIZERS,
               "optimizer.schedule": ("cosine", "constant"),
               "dtype": ("float32", "float64")}
     for k, allowed in checks.items():
@@ -330,4 +360,5 @@ def load_study(name: str, tier: str | None = None,
                        tuple(sweep.items()),
                        tuple((r, tuple(sorted(t.items()))) for r, t in per_rule.items()),
                        variants=tuple((n, tuple(sorted(t.items())))
-                                      for n, t in variants.items()))
+                                      for n, t in variants.items()),
+                       overrides=tuple(overrides or ()))

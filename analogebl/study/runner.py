@@ -77,7 +77,12 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
     every run's circuit, profile and dataset can be loaded."""
     from analogebl.circuit import load_circuit
     from analogebl.data import DATASETS, load_dataset
-    from analogebl.learning import layer_learning_rates, make_rule
+    from analogebl.learning import (
+        ContrastiveLearning,
+        EquilibriumPropagation,
+        layer_learning_rates,
+        make_rule,
+    )
 
     runs = study.runs()
     ids = [r.run_id for r in runs]
@@ -90,15 +95,28 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
             raise ConfigError(f"unknown dataset {r['dataset']!r}; choose from "
                               f"{', '.join(DATASETS)}", path=study.path, key="dataset")
         make_rule(r["rule.name"], r["rule.beta"], r["rule.iterations"])
-        key = (r["dataset"], r["train_subset"], r["test_subset"], r["seed"])
+        n_val, n_train = r["validation_subset"] or 0, r["train_subset"]
+        n_train = None if n_train is None else n_train + n_val  # as the pipeline loads it
+        key = (r["dataset"], n_train, r["test_subset"], r["seed"])
         if key not in seen:
-            ds = load_dataset(r["dataset"], train_subset=r["train_subset"],
+            ds = load_dataset(r["dataset"], train_subset=n_train,
                               test_subset=r["test_subset"], subset_seed=r["seed"])
             seen.add(key)
         circuit = load_circuit(r["circuit.name"], in_channels=ds.in_channels,
                                num_classes=ds.num_classes, width=r["circuit.width"],
                                gains=r["circuit.gains"], pool=r["circuit.pool"])
         layer_learning_rates(list(circuit.parameter_shapes()), r["optimizer.lr"])
+        layer_learning_rates(list(circuit.parameter_shapes()), r["optimizer.adam_lr"])
+        if r["optimizer.name"] == "natural_ep" and not isinstance(
+                make_rule(r["rule.name"], r["rule.beta"], r["rule.iterations"]),
+                EquilibriumPropagation | ContrastiveLearning):
+            raise ConfigError(f"natural_ep builds its K-FAC factors from a contrastive rule's "
+                              f"two equilibria; rule {r['rule.name']} has none",
+                              path=study.path, key="optimizer.name")
+        if n_val and n_val >= len(ds.train_y):
+            raise ConfigError(f"validation_subset {n_val} leaves no training image (the "
+                              f"training split holds {len(ds.train_y)})", path=study.path,
+                              key="validation_subset")
         if r["profile"] != "none":
             from analogebl.hardware import load_profile
 

@@ -112,8 +112,15 @@ def test_report_of_an_empty_folder(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and str(tmp_path) in err[0]
 
 
+def test_a_tier_the_study_lacks(capsys):
+    """Tiers are full/cpu/smoke plus the study's extra_tiers: a tier it lacks exits 2."""
+    rc = main(["study", "run", "mnist_dhn_c_ep", "--tier", "huge"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "mnist_dhn_c_ep.toml" in err[0] and "'huge'" in err[0] and "full, cpu, smoke" in err[0]
+
+
 @pytest.mark.parametrize("argv", [
-    ["study", "run", "mnist_dhn_c_ep", "--tier", "huge"],
     ["study", "run", "mnist_dhn_c_ep", "--backend", "fpga"],
     ["study", "run", "mnist_dhn_c_ep", "--dtype", "float16"],
     ["study", "run", "mnist_dhn_c_ep", "--epochs", "many"],

@@ -21,7 +21,7 @@ def _results(out):
     res = {}
     for f in sorted(out.glob("*.h5")):
         r = read_run(f)
-        res[f.stem] = ({k: v for k, v in r.metrics.items() if k != "seconds"},
+        res[f.stem] = ({k: v for k, v in r.metrics.items() if not k.startswith("seconds")},
                        r.checkpoint.arrays)
     return res
 
