@@ -11,8 +11,14 @@ import numpy as np
 
 from analogebl.backends import make_backend
 from analogebl.circuit import Circuit, load_circuit
+from analogebl.errors import ConfigError
 from analogebl.learning.estimators import estimate
-from analogebl.learning.rules import Rule, make_rule
+from analogebl.learning.rules import (
+    ContrastiveLearning,
+    EquilibriumPropagation,
+    Rule,
+    make_rule,
+)
 from analogebl.plan import build_plan
 
 __all__ = ["Network"]
@@ -164,7 +170,14 @@ class Network:
         error = float(np.mean(out.argmax(axis=1) != y))
         energy = float(np.mean(b.to_numpy(b.energy(free))))
         residual = b.residual(free)
-        grads, last = estimate(b, rule, free, target, schedule)
+        observer = None
+        if getattr(optimizer, "kfac", None):  # K-FAC statistics from the two equilibria
+            if not isinstance(rule, EquilibriumPropagation | ContrastiveLearning):
+                raise ConfigError(f"optimizer {optimizer.name} needs a contrastive rule's two "
+                                  f"equilibria; rule {rule.name} has none", key="rule.name")
+            def observer(f, s1, s2, b1, b2):
+                optimizer.observe(b, f, s1, s2, b1, b2)
+        grads, last = estimate(b, rule, free, target, schedule, observer)
         if hardware is None:
             optimizer.step(b.params, grads)
         else:  # the update becomes pulses on the crossbars (analogebl.update.session)

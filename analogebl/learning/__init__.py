@@ -2,11 +2,14 @@
 
 from analogebl.learning.estimators import contrastive_update, estimate, rule_states
 from analogebl.learning.optimizers import (
+    OPTIMIZERS,
     SGD,
     Adam,
     ConstantSchedule,
     CosineSchedule,
+    OrthogonalOptimizer,
     layer_learning_rates,
+    make_optimizer,
 )
 from analogebl.learning.rules import (
     RULES,
@@ -19,6 +22,7 @@ from analogebl.learning.rules import (
 )
 
 __all__ = [
+    "OPTIMIZERS",
     "RULES",
     "SGD",
     "Adam",
@@ -26,12 +30,14 @@ __all__ = [
     "ContrastiveLearning",
     "CosineSchedule",
     "EquilibriumPropagation",
+    "OrthogonalOptimizer",
     "RecurrentBackprop",
     "Rule",
     "TruncatedBackprop",
     "contrastive_update",
     "estimate",
     "layer_learning_rates",
+    "make_optimizer",
     "make_rule",
     "rule_states",
 ]

@@ -50,16 +50,21 @@ def rule_states(backend: Backend, rule: EquilibriumPropagation | ContrastiveLear
 
 
 def estimate(backend: Backend, rule: Rule, free_state: list[Array], target: Array,
-             schedule: str = "async") -> tuple[dict[str, Array], list[Array]]:
+             schedule: str = "async",
+             observer=None) -> tuple[dict[str, Array], list[Array]]:
     """Estimate ``dLoss/dtheta`` (same sign as the true gradient) with ``rule``.
 
     Returns the gradient (backend arrays, batch mean) and the state the rule ended in (the
     warm start of the next free phase in training: the second state for the contrastive
     rules, the state after the extra iterations for TBP, the free state for RBP).
+    ``observer(free_state, s1, s2, beta1, beta2)``, if given, sees a contrastive rule's
+    two states (e.g. an optimizer collecting K-FAC statistics).
     """
     if isinstance(rule, EquilibriumPropagation | ContrastiveLearning):
         s1, s2 = rule_states(backend, rule, free_state, target, schedule)
         b1, b2 = rule.betas
+        if observer is not None:
+            observer(free_state, s1, s2, b1, b2)
         return contrastive_update(backend, s1, s2, b1, b2), s2
     if isinstance(rule, TruncatedBackprop):
         return backend.tbp_gradient(free_state, target, rule.iterations, schedule)
