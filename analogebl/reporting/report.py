@@ -6,7 +6,13 @@ from pathlib import Path
 
 from analogebl.errors import ConfigError
 from analogebl.reporting._atomic import atomic_write_text
-from analogebl.reporting.figures import make_figures
+from analogebl.reporting.figures import _Writer, make_figures
+from analogebl.reporting.optimizers import (
+    optimizer_figures,
+    optimizer_rows,
+    optimizers_csv,
+    optimizers_markdown,
+)
 from analogebl.reporting.runs import RunRecord, dataset_name, load_runs, rule_name
 from analogebl.reporting.tables import summarize, table_csv, tables_latex, tables_markdown
 
@@ -74,9 +80,11 @@ def write_report(root: str | Path, out_dir: str | Path | None = None) -> list[Pa
     list of Path
         ``report.md`` (all tables, the list of incomplete runs and links to the figures),
         ``table.csv`` (one row per profile, rule and dataset), ``table.tex`` (booktabs
-        tabulars), then the PNG figures. Each file is written atomically (temp file in the
-        same folder, flush + fsync, ``os.replace``); figures first and ``report.md`` last,
-        so its links never point at missing files.
+        tabulars), then the PNG figures, then ``optimizers.csv`` when the runs compare
+        optimizers (more than one ``optimizer``; the table is also in ``report.md``). Each
+        file is written atomically (temp file in the same folder, flush + fsync,
+        ``os.replace``); figures first and ``report.md`` last, so its links never point at
+        missing files.
 
     Raises
     ------
@@ -93,8 +101,19 @@ def write_report(root: str | Path, out_dir: str | Path | None = None) -> list[Pa
     out.mkdir(parents=True, exist_ok=True)
     cells = summarize(runs)
     figures = make_figures(runs, out, cells=cells)
+    tables = tables_markdown(cells)
+    extra: list[Path] = []
+    rows = optimizer_rows(runs)
+    if len({row.optimizer for row in rows}) > 1:  # an optimizer comparison
+        w = _Writer(out)
+        w._names.update(f.stem for f in figures)
+        optimizer_figures(rows, w.save)
+        figures = figures + w.written
+        extra.append(atomic_write_text(out / "optimizers.csv", optimizers_csv(rows)))
+        tables += ("\n### Optimizers\n\nFinal accuracies (mean ± std over seeds), time, and "
+                   "the relative change of each coupling's weights.\n\n"
+                   + optimizers_markdown(rows))
     csv_path = atomic_write_text(out / "table.csv", table_csv(cells))
     tex_path = atomic_write_text(out / "table.tex", tables_latex(cells))
-    md_path = atomic_write_text(out / "report.md",
-                                _markdown(root, runs, tables_markdown(cells), figures))
-    return [md_path, csv_path, tex_path, *figures]
+    md_path = atomic_write_text(out / "report.md", _markdown(root, runs, tables, figures))
+    return [md_path, csv_path, tex_path, *figures, *extra]
