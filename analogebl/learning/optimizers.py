@@ -50,11 +50,14 @@ def layer_learning_rates(param_names: list[str], lr: float | list[float]) -> dic
 
     Parameter ``W_k`` and ``b_k`` both get ``lr[k-1]`` (the paper's per-layer rates).
     """
-    layers = sorted({int(n[1:]) for n in param_names})
     if isinstance(lr, int | float):
         if lr <= 0:
             raise ConfigError(f"learning rate must be > 0, got {lr}", key="optimizer.lr")
         return {n: float(lr) for n in param_names}
+    if not all(n[:1] in "Wb" and n[1:].isdigit() for n in param_names):
+        raise ConfigError("per-layer learning rates need circuit parameters (W1, b1, ...); "
+                          "give one rate", key="optimizer.lr")
+    layers = sorted({int(n[1:]) for n in param_names})
     lr = list(lr)
     if len(lr) != len(layers):
         raise ConfigError(f"needs one learning rate per layer ({len(layers)}), got {len(lr)}",

@@ -38,12 +38,17 @@ def _fro(a: Array) -> Array:
 
 
 def to_matrix(p: Array) -> Array:
-    """The ``(fan_out, fan_in)`` view of a weight: ``W.T`` (dense) or ``K.reshape(O, -1)``."""
+    """The ``(fan_out, fan_in)`` matrix of a weight, ``W.T`` (dense) or ``K.reshape(O, -1)``,
+    as a C-contiguous copy: every array derived from it (momentum, factors) then has the
+    memory layout a checkpoint restores, so BLAS takes the same code path before and after
+    a resume (a transposed view would be summed in another order: not bit-identical)."""
     if p.ndim == 2:
-        return p.T
-    if p.ndim == 4:
-        return p.reshape(p.shape[0], -1)
-    raise ValueError(f"no matrix view for a {p.ndim}-D parameter")
+        m = p.T
+    elif p.ndim == 4:
+        m = p.reshape(p.shape[0], -1)
+    else:
+        raise ValueError(f"no matrix view for a {p.ndim}-D parameter")
+    return m.contiguous() if _is_torch(m) else np.ascontiguousarray(m)
 
 
 def from_matrix(m: Array, like: Array) -> Array:
