@@ -83,9 +83,10 @@ def _study_run(args) -> int:
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print
     runs = study.runs()
     first = runs[0]
-    say(f"study {study.name} (tier {study.tier}): {first['dataset']}, circuit "
-        f"{first['circuit.name']} x{first['circuit.width']}, {len(runs)} run(s), "
-        f"{first['epochs']} epochs each -> {out}")
+    what = (f"model {first['model.name']}" if first["model.name"] is not None else
+            f"circuit {first['circuit.name']} x{first['circuit.width']}")
+    say(f"study {study.name} (tier {study.tier}): {first['dataset']}, {what}, {len(runs)} "
+        f"run(s), {first['epochs']} epochs each -> {out}")
     res = run_study(study, out, executor=args.executor, log=say,
                     progress=None if not args.json else False,
                     checkpoint_seconds=args.checkpoint_seconds, quiet=args.json)
@@ -149,7 +150,9 @@ def _check_gradients(args) -> int:
     from analogebl.learning.gradcheck import check_gradients
     from analogebl.network import Network
 
-    rules = [r.strip() for r in args.rules.split(",") if r.strip()]
+    if args.model:
+        return _check_model_gradients(args)
+    rules = [r.strip() for r in (args.rules or _CIRCUIT_RULES).split(",") if r.strip()]
     for r in rules:
         if r not in RULES:
             raise _usage(f"--rules: unknown rule {r!r}; choose from {', '.join(RULES)}")
@@ -166,6 +169,41 @@ def _check_gradients(args) -> int:
     for name, e in res["rules"].items():
         xs = e.get("betas", e.get("iterations"))
         label = "beta" if "betas" in e else "iters"
+        cells = "  ".join(f"{label}={x:g}: err {er:.2e} cos {c:.6f}"
+                          for x, er, c in zip(xs, e["rel_error"], e["cosine"], strict=True))
+        slope = f"  slope {e['slope']:.2f}" if "slope" in e else ""
+        print(f"{name:6s}{slope}\n    {cells}")
+    return 0
+
+
+_CIRCUIT_RULES = "p_ep,n_ep,c_ep,cl,p_cpl,n_cpl,c_cpl,tbp,rbp"
+
+
+def _check_model_gradients(args) -> int:
+    from analogebl.learning.gradcheck import check_model_gradients
+    from analogebl.learning.model_rules import MODEL_RULES
+    from analogebl.models import MODELS
+
+    if args.model not in MODELS:
+        raise _usage(f"--model: unknown model {args.model!r}; choose from {', '.join(MODELS)}")
+    rules = [r.strip() for r in (args.rules or ",".join(MODEL_RULES)).split(",") if r.strip()]
+    for r in rules:
+        if r not in MODEL_RULES:
+            raise _usage(f"--rules: {r!r} does not train recurrent models; choose from "
+                         f"{', '.join(MODEL_RULES)}")
+    betas = [float(b) for b in args.betas.split(",")] if args.betas else None
+    res = check_model_gradients(args.model, rules, batch_size=args.batch, seed=args.seed,
+                                betas=betas, iterations=args.iterations)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"model {res['model']} (torch, float64)")
+    for name, e in res["rules"].items():
+        if "error" in e:
+            print(f"{name:6s} not applicable: {e['error']}")
+            continue
+        xs = e.get("betas", e.get("iterations"))
+        label = "beta" if "betas" in e else "steps"
         cells = "  ".join(f"{label}={x:g}: err {er:.2e} cos {c:.6f}"
                           for x, er, c in zip(xs, e["rel_error"], e["cosine"], strict=True))
         slope = f"  slope {e['slope']:.2f}" if "slope" in e else ""
@@ -238,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="diagnostics").add_subparsers(dest="sub", required=True)
     g = ck.add_parser("gradients", help="each rule's update vs the implicit gradient")
     g.add_argument("--circuit", default="tiny_dense")
-    g.add_argument("--rules", default="p_ep,n_ep,c_ep,cl,p_cpl,n_cpl,c_cpl,tbp,rbp")
+    g.add_argument("--model", help="check a recurrent model instead (looped_mlp, "
+                   "toroidal_mlp, modern_eqprop)")
+    g.add_argument("--rules", help="comma-separated (default: every rule of the circuit or "
+                   "model)")
     g.add_argument("--width", type=float)
     g.add_argument("--backend", default="reference", choices=BACKENDS[1:])
     g.add_argument("--dtype", default="float64", choices=("float32", "float64"))

@@ -57,10 +57,10 @@ class Network:
                      num_classes: int | None = None, width: float | None = None,
                      gains: list[float] | None = None, pool: str | None = None,
                      backend: str = "auto", dtype: str = "float32", device: str | None = None,
-                     seed: int = 0) -> Network:
+                     seed: int = 0, depth: int | None = None) -> Network:
         """Build a catalog circuit (``circuits/NAME.toml``) with optional overrides."""
         circuit = load_circuit(name, in_channels=in_channels, num_classes=num_classes,
-                               width=width, gains=gains, pool=pool)
+                               width=width, gains=gains, pool=pool, depth=depth)
         return cls(circuit, backend, dtype, device, seed)
 
     def __repr__(self) -> str:
@@ -80,6 +80,63 @@ class Network:
         """Replace (some of) the parameters; shapes must match."""
         self.backend.set_parameters(params)
         self._warm = None
+
+    # ------------------------------------------------------------------ the training protocol
+    # (what analogebl.pipeline needs from a trainable thing; ModelNetwork has the same)
+    def describe(self) -> dict[str, str]:
+        """Backend name, dtype and device (recorded with results)."""
+        b = self.backend
+        return {"backend": b.name, "dtype": b.dtype, "device": str(b.device)}
+
+    def description_toml(self) -> str:
+        """The resolved circuit as TOML."""
+        return self.circuit.to_toml()
+
+    def to_backend(self, a: np.ndarray):
+        return self.backend.asarray(a)
+
+    def to_numpy(self, a) -> np.ndarray:
+        return self.backend.to_numpy(a)
+
+    def coupling_roles(self) -> tuple[set[str], set[str]]:
+        """(hidden couplings: between two hidden layers, dense couplings)."""
+        plan = self.plan
+        last = plan.num_layers - 1
+        return ({c.name for c in plan.couplings if c.pre != 0 and c.post != last},
+                {c.name for c in plan.couplings if c.kind == "dense"})
+
+    def warm_arrays(self) -> dict[str, np.ndarray]:
+        """The warm-start state (the next free phase starts there), for checkpoints."""
+        if self._warm is None:
+            return {}
+        return {str(k): self.backend.to_numpy(v) for k, v in enumerate(self._warm)}
+
+    def load_warm_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        if arrays:
+            self._warm = [self.backend.asarray(arrays[str(k)])
+                          for k in range(self.plan.num_layers)]
+
+    def extra_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
+        return None
+
+    def check_finite(self) -> str | None:
+        """The first layer (of the warm state) or parameter holding NaN/Inf, else None."""
+        if self._warm is None:
+            return None
+        return self.backend.check_finite(self._warm)
+
+    def epoch_diagnostics(self, x: np.ndarray, iterations: int) -> dict[str, float]:
+        """``sigma_max`` of every coupling's matrix view (dense ``W^T``, conv
+        ``(O, I*kh*kw)``): the quantity a spectral cap bounds."""
+        out = {}
+        for k, w in self.parameters().items():
+            if w.ndim in (2, 4):
+                m = w.T if w.ndim == 2 else w.reshape(w.shape[0], -1)
+                out[f"sigma_{k}"] = float(np.linalg.norm(m.astype(np.float64), 2))
+        return out
 
     @property
     def layer_names(self) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from (seed, name) or restored from its recorded state.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -81,14 +82,91 @@ def evaluate(net: Network, x_uint8: np.ndarray, y: np.ndarray, *, mean, std,
     return wrong / len(y)
 
 
+def build_rule(cfg: dict):
+    """The run's rule: a circuit rule (``analogebl.learning.rules``) or, with ``model.name``,
+    a recurrent-model rule (``analogebl.learning.model_rules``)."""
+    name = cfg["rule.name"]
+    if cfg["model.name"] is not None:
+        from analogebl.learning.model_rules import make_model_rule
+
+        return make_model_rule(name, cfg["rule.beta"], cfg["rule.iterations"],
+                               points=cfg["rule.points"], homeostasis=cfg["rule.homeostasis"],
+                               temperature=cfg["rule.temperature"])
+    if name in ("h_ep", "fn_ep", "vf_ep", "d_ep", "bptt"):  # the recurrent models' rules
+        why = {"h_ep": "needs a holomorphic energy (analytic activations); circuit "
+                       f"{cfg['circuit.name']} clamps its layers with hard-sigmoid diodes",
+               "fn_ep": "is built on the recurrent models' smooth Gibbs ensembles",
+               "vf_ep": "is for fixed-point models without an energy",
+               "d_ep": "is for directed (non-symmetric) couplings",
+               "bptt": "is the recurrent models' baseline (circuits: tbp)"}[name]
+        raise ConfigError(f"rule {name} {why}; set model.name (looped_mlp, toroidal_mlp, "
+                          "modern_eqprop) to use it", key="rule.name")
+    return make_rule(name, cfg["rule.beta"], cfg["rule.iterations"])
+
+
+def build_network(cfg: dict, ds, seed: int):
+    """The trainable thing of a run and its rule: a crossbar :class:`Network` built from
+    ``circuit.*``, or a :class:`~analogebl.models.ModelNetwork` from ``model.*``."""
+    rule = build_rule(cfg)
+    if cfg["model.name"] is None:
+        net = Network.from_catalog(cfg["circuit.name"], in_channels=ds.in_channels,
+                                   num_classes=ds.num_classes, width=cfg["circuit.width"],
+                                   gains=cfg["circuit.gains"], pool=cfg["circuit.pool"],
+                                   backend=cfg["backend"], dtype=cfg["dtype"],
+                                   device=cfg["device"], seed=seed, depth=cfg["circuit.depth"])
+        return net, rule
+    from analogebl.learning.model_rules import check_rule_applies
+    from analogebl.models import ModelNetwork, ModelSpec
+
+    if cfg["profile"] != "none":
+        raise ConfigError("hardware profiles apply to crossbar circuits, not to recurrent "
+                          "models", key="profile")
+    spec = ModelSpec(cfg["model.name"], int(np.prod(ds.train_x.shape[1:])),
+                     cfg["model.hidden"], ds.num_classes, alpha=cfg["model.alpha"],
+                     symmetric=cfg["model.symmetric"], spectral_cap=cfg["model.spectral_cap"],
+                     cost=cfg["model.cost"])
+    net = ModelNetwork(spec, cfg["dtype"], cfg["device"], seed, tol=cfg["model.tol"])
+    check_rule_applies(rule, net.model)
+    return net, rule
+
+
+def _peak_memory(fn):
+    """Run ``fn`` and return ``(result, peak MB of array memory it allocated)``: tracemalloc's
+    peak (NumPy reports its buffers to it: the reference and numba backends) or, on CUDA,
+    torch's peak allocated bytes; NaN for torch on the CPU (its allocator is invisible)."""
+    import tracemalloc
+
+    torch = sys.modules.get("torch")
+    cuda = torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    tracemalloc.start()
+    try:
+        out = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() - base
+    return out, peak / 2**20
+
+
+def _diagnostic_batch(ds, cfg: dict, dtype) -> np.ndarray:
+    """The first (up to) 256 training images, normalized: where per-epoch diagnostics
+    (spectral norms, Lipschitz estimates) are measured."""
+    n = min(256, len(ds.train_y))
+    xb, _ = next(iter(iterate_batches(ds.train_x[:n], ds.train_y[:n], n, rng=None,
+                                      mean=ds.mean, std=ds.std, pad_to=cfg["pad_to"],
+                                      augmentation=None, dtype=dtype)))
+    return xb
+
+
 def _optimizer(cfg: dict, net: Network, seed: int):
     """The study's optimizer over the network's parameters (see ``make_optimizer``)."""
     shapes = {k: tuple(v.shape) for k, v in net.parameters().items()}
     names = list(shapes)
-    plan = net.backend.plan
-    last = plan.num_layers - 1
-    hidden = {c.name for c in plan.couplings if c.pre != 0 and c.post != last}
-    dense = {c.name for c in plan.couplings if c.kind == "dense"}
+    hidden, dense = net.coupling_roles()
     scale = cfg["optimizer.lr_scale"]  # a tuning grid multiplies every rate
     lrs = {k: v * scale for k, v in layer_learning_rates(names, cfg["optimizer.lr"]).items()}
     adam_lrs = {k: v * scale
@@ -172,16 +250,10 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
     val_x = val_y = None
     if n_val:
         ds, val_x, val_y = split_validation(ds, n_val, derive_rng(seed, "data/validation"))
-    net = Network.from_catalog(cfg["circuit.name"], in_channels=ds.in_channels,
-                               num_classes=ds.num_classes, width=cfg["circuit.width"],
-                               gains=cfg["circuit.gains"], pool=cfg["circuit.pool"],
-                               backend=cfg["backend"], dtype=cfg["dtype"],
-                               device=cfg["device"], seed=seed)
-    b = net.backend
+    net, rule = build_network(cfg, ds, seed)
     profile = None if cfg["profile"] == "none" else load_profile(cfg["profile"])
     hw = (None if profile is None or profile.is_ideal else
-          HardwareSession(profile, b, ds.mean, ds.std, seed))
-    rule = make_rule(cfg["rule.name"], cfg["rule.beta"], cfg["rule.iterations"])
+          HardwareSession(profile, net.backend, ds.mean, ds.std, seed))
     opt = _optimizer(cfg, net, seed)
     init_weights = {k: v.astype(np.float64) for k, v in net.parameters().items()
                     if v.ndim > 1}
@@ -205,13 +277,14 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
             "profile": cfg["profile"], "optimizer": cfg["optimizer.name"], "seed": seed,
             "variant": cfg["variant"] or "",
             "lr": float(np.ravel(cfg["optimizer.lr"])[0]) * cfg["optimizer.lr_scale"],
-            "backend": b.name, "dtype": b.dtype, "device": str(b.device),
+            **net.describe(),
             "version": analogebl.__version__, "git_sha": git_sha(), "epochs_planned": epochs,
             "complete": False, "status": "running", "message": "",
             "train_size": len(ds.train_y), "test_size": len(ds.test_y),
-            "validation_size": 0 if val_y is None else len(val_y)}
+            "validation_size": 0 if val_y is None else len(val_y),
+            "hidden_layers": net.plan.num_layers - 2 if isinstance(net, Network) else 1}
     rec = _Recorder(path, meta, study.to_toml(), "" if profile is None else profile.to_toml(),
-                    net.circuit.to_toml())
+                    net.description_toml())
     result = TrainingResult(path=path)
 
     start_epoch, start_step, sums = 0, 0, {}
@@ -233,11 +306,12 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
             start_epoch, start_step, sums = ck.epoch, ck.step, dict(ck.scalars)
             net.load_parameters({k[7:]: v for k, v in ck.arrays.items()
                                  if k.startswith("params/")})
-            opt.load_state({k[4:]: b.asarray(v) for k, v in ck.arrays.items()
+            opt.load_state({k[4:]: net.to_backend(v) for k, v in ck.arrays.items()
                             if k.startswith("opt/")}, sums)
-            if "warm/0" in ck.arrays:
-                net._warm = [b.asarray(ck.arrays[f"warm/{k}"])
-                             for k in range(b.plan.num_layers)]
+            net.load_warm_arrays({k[5:]: v for k, v in ck.arrays.items()
+                                  if k.startswith("warm/")})
+            net.load_extra_state({k[6:]: v for k, v in ck.arrays.items()
+                                  if k.startswith("model/")})
             if hw is not None:
                 hw.load_state(ck.arrays, ck.rng, sums)
             result.resumed_from = (start_epoch, start_step)
@@ -245,10 +319,9 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
 
     def checkpoint(epoch: int, step: int, sums: dict) -> Checkpoint:
         arrays = {f"params/{k}": v for k, v in net.parameters().items()}
-        arrays.update({f"opt/{k}": b.to_numpy(v) for k, v in opt.state().items()})
-        if net._warm is not None:
-            arrays.update({f"warm/{k}": b.to_numpy(net._warm[k])
-                           for k in range(b.plan.num_layers)})
+        arrays.update({f"opt/{k}": net.to_numpy(v) for k, v in opt.state().items()})
+        arrays.update({f"warm/{k}": v for k, v in net.warm_arrays().items()})
+        arrays.update({f"model/{k}": v for k, v in net.extra_state().items()})
         rng, scalars = {}, {}
         if hw is not None:
             hw_arrays, rng, scalars = hw.state()
@@ -282,29 +355,33 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
 
             bar = tqdm(total=n_batches, initial=first, desc=f"epoch {epoch + 1}/{epochs}",
                        leave=False, file=sys.stderr, dynamic_ncols=True)
-        for k in ("n", "cost", "error", "energy", "residual", "steps", "train_seconds"):
+        for k in ("n", "steps", "train_seconds"):
             sums.setdefault(k, 0.0)
         last_ck = time.perf_counter()
         t_train = time.perf_counter() - sums["train_seconds"]
         for step, (xb, yb) in enumerate(batches, start=first):
-            m = net.train_step(xb, yb, rule, opt, free_it, schedule, hardware=hw)
+            if cfg["measure_memory"] and step == min(first + 1, n_batches - 1):
+                # the second step: the first pays one-time allocations (JIT, caches)
+                m, peak = _peak_memory(functools.partial(
+                    net.train_step, xb, yb, rule, opt, free_it, schedule, hardware=hw))
+                sums["peak_step_MB"] = max(sums.get("peak_step_MB", 0.0), peak)
+            else:
+                m = net.train_step(xb, yb, rule, opt, free_it, schedule, hardware=hw)
             sums["steps"] += 1
-            bad = b.check_finite(net._warm)
+            bad = net.check_finite()
             if bad is not None or not math.isfinite(m["cost"]):
                 if bar is not None:
                     bar.close()
                 raise diverged(bad or "the output", epoch, step)
             n = len(yb)
             sums["n"] += n
-            sums["cost"] += m["cost"] * n
-            sums["error"] += m["error"] * n
-            sums["energy"] += m["energy"] * n
-            sums["residual"] += m["residual"] * n
+            for k, v in m.items():  # cost, error, energy, residual (+ a model's extras)
+                sums[f"m_{k}"] = sums.get(f"m_{k}", 0.0) + v * n
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(err=f"{sums['error'] / sums['n']:.3f}",
-                                cost=f"{sums['cost'] / sums['n']:.3f}",
-                                E=f"{sums['energy'] / sums['n']:.2f}")
+                bar.set_postfix(err=f"{sums['m_error'] / sums['n']:.3f}",
+                                cost=f"{sums['m_cost'] / sums['n']:.3f}",
+                                E=f"{sums['m_energy'] / sums['n']:.2f}")
             if not estimated and step - first == min(3, n_batches - 1):
                 per_batch = (time.perf_counter() - t0) / (step - first + 1)
                 ep = per_batch * n_batches * (1 + 0.6 * len(ds.test_y) / len(ds.train_y))
@@ -323,18 +400,24 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
         test_err = evaluate(net, ds.test_x, ds.test_y, mean=ds.mean, std=ds.std,
                             pad_to=cfg["pad_to"], iterations=free_it,
                             batch_size=cfg["eval_batch_size"], dtype=np_dtype)
-        r = EpochResult(epoch + 1, sums["error"] / sums["n"], sums["cost"] / sums["n"],
+        r = EpochResult(epoch + 1, sums["m_error"] / sums["n"], sums["m_cost"] / sums["n"],
                         test_err, time.perf_counter() - t0)
         result.epochs.append(r)
         row = {"epoch": r.epoch, "train_error": r.train_error, "train_cost": r.train_cost,
-               "test_error": r.test_error, "energy": sums["energy"] / sums["n"],
-               "residual": sums["residual"] / sums["n"], "seconds": r.seconds,
+               "test_error": r.test_error, "energy": sums["m_energy"] / sums["n"],
+               "residual": sums["m_residual"] / sums["n"], "seconds": r.seconds,
                "lr": float(next(iter(opt.lrs.values()))),
                "seconds_per_step": train_seconds / max(sums["steps"], 1)}
         params_now = net.parameters()
         for k, w0 in init_weights.items():  # does every layer learn?
             row[f"rel_change_{k}"] = float(np.linalg.norm(params_now[k] - w0)
                                            / max(np.linalg.norm(w0), 1e-30))
+        if "peak_step_MB" in sums:
+            row["peak_step_MB"] = sums["peak_step_MB"]
+        means = {k[2:]: v / sums["n"] for k, v in sums.items() if k.startswith("m_")}
+        row.update({k: v for k, v in means.items()
+                    if k not in ("cost", "error", "energy", "residual")})
+        row.update(net.epoch_diagnostics(_diagnostic_batch(ds, cfg, np_dtype), free_it))
         if val_y is not None:
             row["val_error"] = evaluate(net, val_x, val_y, mean=ds.mean, std=ds.std,
                                         pad_to=cfg["pad_to"], iterations=free_it,

@@ -73,12 +73,14 @@ def circuit_from_dict(
     width: float | None = None,
     gains: list[float] | None = None,
     pool: str | None = None,
+    depth: int | None = None,
 ) -> Circuit:
     """Build a :class:`Circuit` from a parsed circuit file, applying the overrides.
 
     ``width`` scales hidden channel/unit counts (``max(1, round(n * width))``); ``gains``
     replaces every coupling's gain (one value per coupling, bottom to top); ``pool``
-    replaces the pooling of every conv coupling.
+    replaces the pooling of every conv coupling; ``depth`` sets the number of hidden layers
+    (the file's first ``depth`` ``[[hidden]]`` entries, the last one repeated as needed).
     """
     _check_keys(doc, _TOP, path, "")
     inp = doc.get("input", {})
@@ -86,6 +88,12 @@ def circuit_from_dict(
     defaults = doc.get("defaults", {})
     _check_keys(defaults, _DEFAULTS, path, "defaults.")
     hidden = doc.get("hidden", [])
+    if depth is not None:
+        depth = _positive_int(depth, path, "depth")
+        if not hidden:
+            raise ConfigError("depth needs at least one [[hidden]] layer to repeat", path=path,
+                              key="depth")
+        hidden = list(hidden[:depth]) + [hidden[-1]] * max(0, depth - len(hidden))
     output = doc.get("output", {})
     _check_keys(output, _OUTPUT, path, "output.")
 

@@ -11,6 +11,8 @@ A figure is made only when the runs hold the data it needs:
   with at least two distinct finite β values.
 * ``heatmap_<dataset>.png`` – rules × profiles, annotated with the mean final test error;
   made when the dataset was run under at least two profiles.
+* ``memory_depth.png`` – peak memory of one training step vs the number of hidden layers,
+  one line per rule; made from runs recorded with ``measure_memory`` at two or more depths.
 """
 
 from __future__ import annotations
@@ -212,4 +214,30 @@ def make_figures(runs: list[RunRecord], out_dir: str | Path,
         _beta(w, groups[(p, d)], p, d)
     for d in datasets:
         _heatmap(w, cells, d)
+    _memory_depth(w, runs)
     return w.written
+
+
+def _memory_depth(w: _Writer, runs: list[RunRecord]) -> None:
+    """Peak memory of one training step vs the number of hidden layers, one line per rule
+    (runs recorded with ``measure_memory``)."""
+    pts: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        v = r.metrics.get("peak_step_MB")
+        if v is not None and len(v) and "hidden_layers" in r.meta and np.isfinite(v).any():
+            pts[r.rule][int(r.meta["hidden_layers"])].append(float(np.nanmax(v)))
+    if not any(len(d) > 1 for d in pts.values()):
+        return
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    for rule in order_keys(pts, RULE_ORDER):
+        depths = sorted(pts[rule])
+        ax.plot(depths, [np.mean(pts[rule][d]) for d in depths], marker="o",
+                label=rule_name(rule))
+    ax.set(xscale="log", xlabel="hidden layers", ylabel="peak memory of one step (MB)",
+           title="memory of a training step vs depth")
+    ax.set_xticks(sorted({d for p in pts.values() for d in p}),
+                  [str(d) for d in sorted({d for p in pts.values() for d in p})])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    w.save(fig, "memory_depth")

@@ -25,13 +25,20 @@ import numpy as np
 
 from analogebl.reporting.runs import RunRecord, rule_name
 
-__all__ = ["MEP_PUBLISHED", "OptimizerRow", "optimizer_figures", "optimizer_rows",
-           "optimizers_csv", "optimizers_markdown"]
+__all__ = ["MEP_PUBLISHED", "OptimizerRow", "is_comparison", "optimizer_figures",
+           "optimizer_rows", "optimizers_csv", "optimizers_markdown"]
 
 #: Test accuracy (%) published by the MEP benchmark for its rows (seed 000).
 MEP_PUBLISHED = {"sgd": 90.64, "adam": 93.56, "muon": 90.61, "smep": 80.75,
                  "local_ep": 81.80, "natural_ep": 83.90, "eqprop": 67.45, "sdmep": 73.06}
 ORDER = ("sgd", "adam", "adamw", "muon", "smep", "local_ep", "natural_ep", "eqprop", "sdmep")
+
+
+def is_comparison(rows: list[OptimizerRow]) -> bool:
+    """Whether the rows compare optimizers or study variants (the table applies)."""
+    return len({row.key for row in rows}) > 1 and (
+        len({row.optimizer for row in rows}) > 1
+        or any(r.meta.get("variant") for row in rows for r in row.runs))
 
 
 def _key(r: RunRecord) -> str:
@@ -63,6 +70,15 @@ class OptimizerRow:
         """Mean and std (%) of ``100 (1 - final error)`` over the runs."""
         v = self._final(metric)
         return _mean_std([100.0 * (1.0 - e) for e in v]) if v else (math.nan, math.nan)
+
+    def best_by_validation(self) -> tuple[float, float]:
+        """Test accuracy (%) at each run's epoch of lowest validation error: mean, std."""
+        v = []
+        for r in self.runs:
+            if "val_error" in r.metrics and len(r.metrics["val_error"]):
+                i = int(np.argmin(r.metrics["val_error"]))
+                v.append(100.0 * (1.0 - float(r.metrics["test_error"][i])))
+        return _mean_std(v) if v else (math.nan, math.nan)
 
     def seconds_per_epoch(self) -> float:
         v = [float(np.mean(r.metrics["seconds"])) for r in self.runs if "seconds" in r.metrics]
@@ -120,7 +136,7 @@ def optimizers_markdown(rows: list[OptimizerRow]) -> str:
     layers = sorted({k for row in rows for k in row.rel_change()})
     has_val = any(row._final("val_error") for row in rows)
     head = ["row", "rule", "optimizer", "lr", "n", "test acc. %", "train acc. %"]
-    head += ["val. acc. %"] if has_val else []
+    head += ["val. acc. %", "test acc. % at best val. epoch"] if has_val else []
     head += ["s / epoch", "ms / step"] + [f"Δ{k} rel." for k in layers]
     published = any(row.key in MEP_PUBLISHED for row in rows)
     head += ["published %"] if published else []
@@ -132,7 +148,8 @@ def optimizers_markdown(rows: list[OptimizerRow]) -> str:
                               if row.selected_from else "")
         cells = [row.key, rule_name(row.rule), row.optimizer, lr, str(len(row.runs)),
                  _fmt(*row.accuracy("test_error")), _fmt(*row.accuracy("train_error"))]
-        cells += [_fmt(*row.accuracy("val_error"))] if has_val else []
+        cells += [_fmt(*row.accuracy("val_error")), _fmt(*row.best_by_validation())] \
+            if has_val else []
         rc = row.rel_change()
         cells += [f"{row.seconds_per_epoch():.1f}", f"{row.ms_per_step():.1f}"]
         cells += [f"{rc[k]:.3f}" if k in rc else "–" for k in layers]
@@ -148,7 +165,8 @@ def optimizers_csv(rows: list[OptimizerRow]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["row", "rule", "optimizer", "lr", "n", "test_mean", "test_std", "train_mean",
-                "train_std", "val_mean", "val_std", "seconds_per_epoch", "ms_per_step",
+                "train_std", "val_mean", "val_std", "best_val_test_mean", "best_val_test_std",
+                "seconds_per_epoch", "ms_per_step",
                 *[f"rel_change_{k}" for k in layers], "published"])
 
     def f(x: float) -> str:
@@ -158,7 +176,8 @@ def optimizers_csv(rows: list[OptimizerRow]) -> str:
         rc = row.rel_change()
         w.writerow([row.key, row.rule, row.optimizer, f"{row.lr:g}", len(row.runs),
                     *map(f, row.accuracy("test_error")), *map(f, row.accuracy("train_error")),
-                    *map(f, row.accuracy("val_error")), f(row.seconds_per_epoch()),
+                    *map(f, row.accuracy("val_error")), *map(f, row.best_by_validation()),
+                    f(row.seconds_per_epoch()),
                     f(row.ms_per_step()), *[f(rc.get(k, math.nan)) for k in layers],
                     f(MEP_PUBLISHED.get(row.key, math.nan))])
     return buf.getvalue()
@@ -190,7 +209,22 @@ def optimizer_figures(rows: list[OptimizerRow], save) -> None:
     x = np.arange(len(rows))
     ax.bar(x, [row.ms_per_step() for row in rows])
     ax.set_xticks(x, [row.key for row in rows], rotation=30, ha="right")
-    ax.set(ylabel="ms per training step", title="optimizers: time per step (mean over runs)")
+    ax.set(ylabel="ms per training step", title="time per training step (mean over runs)")
     ax.grid(alpha=0.3, axis="y")
     save(fig, "optimizers", "time")
+    lip = [row for row in rows if all("lipschitz_mean" in r.metrics for r in row.runs)]
+    if lip:
+        fig = _figure(6.5, 4.2)
+        ax = fig.add_subplot()
+        for row in lip:
+            curves = [r.metrics["lipschitz_mean"] for r in row.runs]
+            n = min(len(c) for c in curves)
+            ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in curves], axis=0), marker=".",
+                    label=row.key)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set(xlabel="epoch", ylabel="||dPhi/dh||_2 at the free equilibrium (mean)",
+               title="Lipschitz constant of the fixed-point map")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        save(fig, "lipschitz")
 

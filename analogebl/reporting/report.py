@@ -8,6 +8,7 @@ from analogebl.errors import ConfigError
 from analogebl.reporting._atomic import atomic_write_text
 from analogebl.reporting.figures import _Writer, make_figures
 from analogebl.reporting.optimizers import (
+    is_comparison,
     optimizer_figures,
     optimizer_rows,
     optimizers_csv,
@@ -104,13 +105,13 @@ def write_report(root: str | Path, out_dir: str | Path | None = None) -> list[Pa
     tables = tables_markdown(cells)
     extra: list[Path] = []
     rows = optimizer_rows(runs)
-    if len({row.optimizer for row in rows}) > 1:  # an optimizer comparison
+    if is_comparison(rows):  # optimizers or study variants side by side
         w = _Writer(out)
         w._names.update(f.stem for f in figures)
         optimizer_figures(rows, w.save)
         figures = figures + w.written
         extra.append(atomic_write_text(out / "optimizers.csv", optimizers_csv(rows)))
-        tables += ("\n### Optimizers\n\nFinal accuracies (mean ± std over seeds), time, and "
+        tables += ("\n### By variant\n\nFinal accuracies (mean ± std over seeds), time, and "
                    "the relative change of each coupling's weights.\n\n"
                    + optimizers_markdown(rows))
     csv_path = atomic_write_text(out / "table.csv", table_csv(cells))

@@ -53,10 +53,12 @@ SCHEMA: dict[str, tuple] = {
     "backend": (str,),
     "dtype": (str,),
     "device": (str, type(None)),
-    "circuit.name": (str,),
+    "circuit.name": (str, type(None)),
     "circuit.width": (float, int),
     "circuit.gains": (list, type(None)),
     "circuit.pool": (str, type(None)),
+    "circuit.depth": (int, type(None)),
+    "measure_memory": (bool,),
     "rule.name": (str,),
     "rule.beta": (float, int, type(None)),
     "rule.iterations": (int,),
@@ -78,6 +80,16 @@ SCHEMA: dict[str, tuple] = {
     "optimizer.kfac_decay": (float, int),
     "optimizer.lr_scale": (float, int),
     "validation_subset": (int, type(None)),
+    "model.name": (str, type(None)),
+    "model.hidden": (int,),
+    "model.alpha": (float, int),
+    "model.symmetric": (bool,),
+    "model.spectral_cap": (float, int, type(None)),
+    "model.cost": (str,),
+    "model.tol": (float, int),
+    "rule.points": (int,),
+    "rule.homeostasis": (float, int),
+    "rule.temperature": (float, int),
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -97,9 +109,12 @@ DEFAULTS: dict[str, Any] = {
     "backend": "auto",
     "dtype": "float32",
     "device": None,
+    "circuit.name": None,
     "circuit.width": 1.0,
     "circuit.gains": None,
     "circuit.pool": None,
+    "circuit.depth": None,
+    "measure_memory": False,
     "rule.beta": None,
     "rule.iterations": 15,
     "relaxation.free_iterations": 60,
@@ -119,6 +134,16 @@ DEFAULTS: dict[str, Any] = {
     "optimizer.kfac_decay": 0.95,
     "optimizer.lr_scale": 1.0,
     "validation_subset": None,
+    "model.name": None,
+    "model.hidden": 256,
+    "model.alpha": 0.5,
+    "model.symmetric": True,
+    "model.spectral_cap": None,
+    "model.cost": "ce",
+    "model.tol": 1e-4,
+    "rule.points": 4,
+    "rule.homeostasis": 0.0,
+    "rule.temperature": 0.0,
 }
 REQUIRED = ("dataset", "circuit.name", "rule.name", "optimizer.lr")
 
@@ -146,7 +171,8 @@ def _check(key: str, value: Any, path) -> Any:
                           path=path, key=key)
     if isinstance(value, int | float) and not isinstance(value, bool) and key != "seed" \
             and value <= 0 and key not in ("optimizer.weight_decay", "optimizer.momentum",
-                                    "optimizer.spectral_cap", "optimizer.kfac_decay"):
+                                    "optimizer.spectral_cap", "optimizer.kfac_decay",
+                                    "rule.homeostasis", "rule.temperature"):
         raise ConfigError(f"must be > 0, got {value!r}", path=path, key=key)
     return value
 
@@ -344,10 +370,18 @@ def load_study(name: str, tier: str | None = None,
         sweep.pop(k, None)
     for k, vals in (sweep_overrides or {}).items():
         sweep[k] = tuple(_check(k, v, "--seeds" if k == "seed" else k) for v in vals)
+    has_model = values.get("model.name") is not None or "model.name" in sweep or any(
+        "model.name" in t for t in variants.values())
     for k in REQUIRED:
+        if k == "circuit.name":  # a recurrent model (model.*) replaces the circuit
+            if values[k] is None and k not in sweep and not has_model:
+                raise ConfigError("missing required key (or set model.name)", path=path,
+                                  key=k)
+            continue
         if k not in values and k not in sweep:
             raise ConfigError("missing required key", path=path, key=k)
     checks = {"relaxation.schedule": ("async", "sync"),
+              "model.cost": ("ce", "mse"),
               "optimizer.name": OPTIMIZERS,
               "optimizer.schedule": ("cosine", "constant"),
               "dtype": ("float32", "float64")}

@@ -77,12 +77,9 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
     every run's circuit, profile and dataset can be loaded."""
     from analogebl.circuit import load_circuit
     from analogebl.data import DATASETS, load_dataset
-    from analogebl.learning import (
-        ContrastiveLearning,
-        EquilibriumPropagation,
-        layer_learning_rates,
-        make_rule,
-    )
+    from analogebl.learning import ContrastiveLearning, EquilibriumPropagation, layer_learning_rates
+    from analogebl.learning.model_rules import VectorFieldEP
+    from analogebl.pipeline import build_network, build_rule
 
     runs = study.runs()
     ids = [r.run_id for r in runs]
@@ -94,7 +91,7 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
         if r["dataset"] not in DATASETS:
             raise ConfigError(f"unknown dataset {r['dataset']!r}; choose from "
                               f"{', '.join(DATASETS)}", path=study.path, key="dataset")
-        make_rule(r["rule.name"], r["rule.beta"], r["rule.iterations"])
+        rule = build_rule(r)
         n_val, n_train = r["validation_subset"] or 0, r["train_subset"]
         n_train = None if n_train is None else n_train + n_val  # as the pipeline loads it
         key = (r["dataset"], n_train, r["test_subset"], r["seed"])
@@ -102,14 +99,22 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
             ds = load_dataset(r["dataset"], train_subset=n_train,
                               test_subset=r["test_subset"], subset_seed=r["seed"])
             seen.add(key)
-        circuit = load_circuit(r["circuit.name"], in_channels=ds.in_channels,
-                               num_classes=ds.num_classes, width=r["circuit.width"],
-                               gains=r["circuit.gains"], pool=r["circuit.pool"])
-        layer_learning_rates(list(circuit.parameter_shapes()), r["optimizer.lr"])
-        layer_learning_rates(list(circuit.parameter_shapes()), r["optimizer.adam_lr"])
+        if r["model.name"] is None:
+            circuit = load_circuit(r["circuit.name"], in_channels=ds.in_channels,
+                                   num_classes=ds.num_classes, width=r["circuit.width"],
+                                   gains=r["circuit.gains"], pool=r["circuit.pool"],
+                                   depth=r["circuit.depth"])
+            names = list(circuit.parameter_shapes())
+        else:
+            net, _ = build_network(r, ds, r["seed"])
+            names = list(net.parameters())
+        for key in ("optimizer.lr", "optimizer.adam_lr"):
+            if isinstance(r[key], list) and r["model.name"] is not None:
+                raise ConfigError("recurrent models take one learning rate, not a list",
+                                  path=study.path, key=key)
+            layer_learning_rates(names, r[key])
         if r["optimizer.name"] == "natural_ep" and not isinstance(
-                make_rule(r["rule.name"], r["rule.beta"], r["rule.iterations"]),
-                EquilibriumPropagation | ContrastiveLearning):
+                rule, EquilibriumPropagation | ContrastiveLearning | VectorFieldEP):
             raise ConfigError(f"natural_ep builds its K-FAC factors from a contrastive rule's "
                               f"two equilibria; rule {r['rule.name']} has none",
                               path=study.path, key="optimizer.name")
