@@ -38,6 +38,7 @@ __all__ = [
     "ConstantSchedule",
     "CosineSchedule",
     "OrthogonalOptimizer",
+    "SpectralCap",
     "layer_learning_rates",
     "make_optimizer",
 ]
@@ -351,6 +352,58 @@ class OrthogonalOptimizer:
         return {"t": self.t}
 
 
+class SpectralCap:
+    """Any optimizer followed by the spectral cap ``W <- W min(1, cap / sigma(W))`` on every
+    weight's matrix view (power iteration, 3 steps per update from a persistent vector):
+    spectral normalization as a projection, for SGD and Adam (the orthogonalizing family
+    has it built in). Power iteration approaches sigma from below and tightens over steps:
+    a weight that changes fast can exceed the cap by the estimate's error for a few steps."""
+
+    def __init__(self, inner, cap: float, names: set[str], iterations: int = 3):
+        if cap <= 0:
+            raise ConfigError(f"spectral_cap must be > 0, got {cap}", key="optimizer.spectral_cap")
+        self.inner, self.cap, self.names, self.iterations = inner, cap, set(names), iterations
+        self.vectors: dict[str, Array] = {}
+        self.name = getattr(inner, "name", type(inner).__name__.lower())
+
+    @property
+    def base_lrs(self):
+        return self.inner.base_lrs
+
+    @property
+    def lrs(self):
+        return self.inner.lrs
+
+    @lrs.setter
+    def lrs(self, value):
+        self.inner.lrs = value
+
+    def lr(self, name: str) -> float:
+        return self.inner.lr(name)
+
+    def step(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
+        self.inner.step(params, grads)
+        for name in self.names & set(grads):
+            w = to_matrix(params[name])
+            v = self.vectors.get(name)
+            if v is None:
+                v = asarray_like(np.full(w.shape[1], w.shape[1] ** -0.5), w)
+            sigma, self.vectors[name] = spectral_norm(w, v, self.iterations)
+            if sigma > self.cap:
+                params[name] = from_matrix(w * (self.cap / sigma), params[name])
+
+    def state(self) -> dict[str, Array]:
+        return {**self.inner.state(), **{f"capv/{k}": v for k, v in self.vectors.items()}}
+
+    def load_state(self, state: dict[str, Array], scalars: dict[str, float]) -> None:
+        self.inner.load_state({k: v for k, v in state.items() if not k.startswith("capv/")},
+                              scalars)
+        self.vectors = {k[5:]: v for k, v in state.items() if k.startswith("capv/")}
+
+    def scalars(self) -> dict[str, float]:
+        return self.inner.scalars()
+
+
 #: Optimizer names a study may use (``optimizer.name``).
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon", "smep", "local_ep", "natural_ep", "sdmep")
 
@@ -364,7 +417,8 @@ def make_optimizer(name: str, lrs: dict[str, float], shapes: dict[str, tuple[int
                    kfac_decay: float = 0.95, rng: np.random.Generator | None = None):
     """Build an optimizer by name.
 
-    ``sgd``, ``adam`` (L2 decay), ``adamw``; and the orthogonalizing family
+    ``sgd``, ``adam`` (L2 decay), ``adamw`` (with ``spectral_cap``: wrapped in
+    :class:`SpectralCap`, spectral normalization of every coupling); and the orthogonalizing family
     (:class:`OrthogonalOptimizer`, weights = parameters with a matrix view, i.e. 2-D or 4-D):
 
     * ``muon``: NS on the ``hidden`` weights (couplings between two hidden layers), AdamW
@@ -381,11 +435,11 @@ def make_optimizer(name: str, lrs: dict[str, float], shapes: dict[str, tuple[int
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer '{name}'; known: {', '.join(OPTIMIZERS)}",
                           key="optimizer.name")
-    if name == "sgd":
-        return SGD(lrs, momentum, weight_decay)
-    if name in ("adam", "adamw"):
-        return Adam(lrs, weight_decay=weight_decay, decoupled=name == "adamw")
     weights = {k for k, s in shapes.items() if len(s) in (2, 4)}
+    if name in ("sgd", "adam", "adamw"):
+        opt = (SGD(lrs, momentum, weight_decay) if name == "sgd" else
+               Adam(lrs, weight_decay=weight_decay, decoupled=name == "adamw"))
+        return SpectralCap(opt, spectral_cap, weights) if spectral_cap else opt
     ortho = hidden & weights if name == "muon" else weights
     routes = {k: "adamw" for k in shapes}
     for k in ortho:
