@@ -284,6 +284,9 @@ class RecurrentModel:
             raise ConfigError(f"model {self.spec.name}"
                               + (" with symmetric = false" if self.spec.name != "modern_eqprop"
                                  else "") + " has no energy function", key="model.name")
+        if not h.is_complex():  # tanh saturates to +-1 in float32: keep rho finite
+            lim = 1.0 - torch.finfo(h.dtype).eps
+            h = torch.clamp(h, -lim, lim)
         rho = h * torch.atanh(h) + 0.5 * torch.log(1 - h * h)
         e = rho.sum(1) - 0.5 * ((h @ eff["W"]) * h).sum(1) - (h * (x @ eff["Wx"] + eff["b"])).sum(1)
         if self.spec.name == "toroidal_mlp":
