@@ -166,14 +166,23 @@ def _check_gradients(args) -> int:
         return 0
     print(f"circuit {res['circuit']} ({res['backend']}, {res['dtype']}), free residual "
           f"{res['free_residual']:.1e}")
-    for name, e in res["rules"].items():
+    _print_rule_rows(res["rules"])
+    return 0
+
+
+def _print_rule_rows(rules: dict) -> None:
+    """One block per rule: error and cosine against the implicit gradient per beta (or per
+    number of iterations for the backprop baselines), and the fitted slope."""
+    for name, e in rules.items():
+        if "error" in e:
+            print(f"{name:6s} not applicable: {e['error']}")
+            continue
         xs = e.get("betas", e.get("iterations"))
         label = "beta" if "betas" in e else "iters"
         cells = "  ".join(f"{label}={x:g}: err {er:.2e} cos {c:.6f}"
                           for x, er, c in zip(xs, e["rel_error"], e["cosine"], strict=True))
         slope = f"  slope {e['slope']:.2f}" if "slope" in e else ""
         print(f"{name:6s}{slope}\n    {cells}")
-    return 0
 
 
 _CIRCUIT_RULES = "p_ep,n_ep,c_ep,cl,p_cpl,n_cpl,c_cpl,tbp,rbp"
@@ -198,16 +207,7 @@ def _check_model_gradients(args) -> int:
         print(json.dumps(res))
         return 0
     print(f"model {res['model']} (torch, float64)")
-    for name, e in res["rules"].items():
-        if "error" in e:
-            print(f"{name:6s} not applicable: {e['error']}")
-            continue
-        xs = e.get("betas", e.get("iterations"))
-        label = "beta" if "betas" in e else "steps"
-        cells = "  ".join(f"{label}={x:g}: err {er:.2e} cos {c:.6f}"
-                          for x, er, c in zip(xs, e["rel_error"], e["cosine"], strict=True))
-        slope = f"  slope {e['slope']:.2f}" if "slope" in e else ""
-        print(f"{name:6s}{slope}\n    {cells}")
+    _print_rule_rows(res["rules"])
     return 0
 
 

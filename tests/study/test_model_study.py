@@ -12,6 +12,7 @@ from analogebl.pipeline import run_training
 from analogebl.recording import read_run
 from analogebl.study import load_study, parse_set
 from analogebl.study.runner import plan_runs
+from tests.interrupt import interrupt_at
 
 SMALL = ["epochs=2", "train_subset=512", "validation_subset=128", "test_subset=256",
          "eval_batch_size=256", "batch_size=64", "model.hidden=48",
@@ -45,20 +46,11 @@ def test_model_run_resumes_bit_for_bit(data_dir, tmp_path, monkeypatch):
     run_training(run, progress=False, path=tmp_path / "a.h5", checkpoint_seconds=0)
     import analogebl.models.network as mn
 
-    real = mn.ModelNetwork.train_step
-    calls = {"n": 0}
-
-    def failing(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 11:  # epoch 2 (8 batches per epoch), batch 3
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(mn.ModelNetwork, "train_step", failing)
+    restore = interrupt_at(monkeypatch, mn.ModelNetwork, 11)  # epoch 2 (8 batches), batch 3
     with pytest.raises(KeyboardInterrupt):
         run_training(run, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     assert "model/sn/W" in read_run(tmp_path / "b.h5").checkpoint.arrays
-    monkeypatch.setattr(mn.ModelNetwork, "train_step", real)
+    restore()
     res = run_training(run, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     assert res.resumed_from == (1, 2)
     a, b = read_run(tmp_path / "a.h5"), read_run(tmp_path / "b.h5")

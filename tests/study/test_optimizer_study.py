@@ -14,6 +14,7 @@ from analogebl.reporting import load_runs
 from analogebl.reporting.optimizers import optimizer_rows, optimizers_markdown
 from analogebl.study import load_study, parse_set
 from analogebl.study.runner import plan_runs
+from tests.interrupt import interrupt_at
 
 SMALL = ["epochs=2", "train_subset=300", "test_subset=200", "eval_batch_size=200",
          "batch_size=100", "relaxation.free_iterations=10", "rule.iterations=4",
@@ -62,16 +63,7 @@ def test_resume_mid_epoch_with_optimizer_state_is_bit_identical(variant, data_di
     run_training(study, progress=False, path=tmp_path / "a.h5", checkpoint_seconds=0)
     import analogebl.pipeline as pl
 
-    real = pl.Network.train_step
-    calls = {"n": 0}
-
-    def failing(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:  # epoch 2 (3 batches per epoch), batch 2
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(pl.Network, "train_step", failing)
+    restore = interrupt_at(monkeypatch, pl.Network, 5)  # epoch 2 (3 batches per epoch), batch 2
     with pytest.raises(KeyboardInterrupt):
         run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     ck = read_run(tmp_path / "b.h5").checkpoint
@@ -80,7 +72,7 @@ def test_resume_mid_epoch_with_optimizer_state_is_bit_identical(variant, data_di
         assert "opt/q/W1" in ck.arrays and "opt/mom/W1" in ck.arrays
     else:
         assert "opt/A/W1" in ck.arrays and "opt/G/W3" in ck.arrays
-    monkeypatch.setattr(pl.Network, "train_step", real)
+    restore()
     res = run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     assert res.resumed_from == (1, 1)
     a, b = read_run(tmp_path / "a.h5"), read_run(tmp_path / "b.h5")

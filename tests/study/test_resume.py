@@ -17,6 +17,7 @@ from analogebl.errors import DivergenceError
 from analogebl.pipeline import run_training
 from analogebl.recording import read_run
 from analogebl.study import load_study, parse_set
+from tests.interrupt import interrupt_at
 
 SETS = ["epochs=3", "train_subset=600", "test_subset=200", "batch_size=50",
         "circuit.name=tiny_dense", "optimizer.lr=[0.1, 0.05, 0.025]", "backend=numba"]
@@ -83,21 +84,12 @@ def test_resume_mid_epoch_in_process_equals_uninterrupted(data_dir, tmp_path, mo
     run_training(study, progress=False, path=tmp_path / "a.h5", checkpoint_seconds=0)
     import analogebl.pipeline as pl
 
-    real = pl.Network.train_step
-    calls = {"n": 0}
-
-    def failing(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 19:  # epoch 2 (12 batches per epoch), batch 7
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(pl.Network, "train_step", failing)
+    restore = interrupt_at(monkeypatch, pl.Network, 19)  # epoch 2 (12 batches per epoch), batch 7
     with pytest.raises(KeyboardInterrupt):
         run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     ck = read_run(tmp_path / "b.h5").checkpoint
     assert (ck.epoch, ck.step) == (1, 6)
-    monkeypatch.setattr(pl.Network, "train_step", real)
+    restore()
     res = run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     assert res.resumed_from == (1, 6)
     _compare(tmp_path / "a.h5", tmp_path / "b.h5")
