@@ -86,8 +86,6 @@ class ModelSpec:
                               key="model.cost")
         if self.spectral_cap is not None and self.spectral_cap <= 0:
             raise ConfigError("spectral_cap must be > 0", key="model.spectral_cap")
-        if self.name == "modern_eqprop" and self.symmetric is False:
-            pass  # modern_eqprop is never symmetric; the flag is ignored
 
     @property
     def has_energy(self) -> bool:

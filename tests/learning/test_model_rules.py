@@ -61,27 +61,22 @@ def test_implicit_gradient_equals_backprop_through_a_converged_relaxation(name):
     assert _cos(implicit_gradient(m, x, y, h), bptt_gradient(m, x, y, 600)) > 1 - 1e-10
 
 
-@pytest.mark.parametrize("name", ["looped_mlp", "toroidal_mlp"])
-def test_centered_ep_converges_to_the_implicit_gradient_with_slope_two(name):
+@pytest.mark.parametrize("rule,name,betas,slope,tol", [
+    ("c_ep", "looped_mlp", (0.2, 0.1, 0.05), 2.0, 0.2),
+    ("c_ep", "toroidal_mlp", (0.2, 0.1, 0.05), 2.0, 0.2),
+    ("p_ep", "looped_mlp", (0.1, 0.05, 0.025), 1.0, 0.15),
+])
+def test_ep_converges_to_the_implicit_gradient_with_the_theoretical_slope(rule, name, betas,
+                                                                          slope, tol):
+    """Relative error vs beta: slope 2 for centered EP, 1 for one-sided."""
     m, x, y, h = _setup(name)
     ig = _flat(implicit_gradient(m, x, y, h))
     errs = []
-    for beta in (0.2, 0.1, 0.05):
-        g, _ = model_estimate(m, make_model_rule("c_ep", beta, 3000), x, y, h, 3000, 1e-14)
+    for beta in betas:
+        g, _ = model_estimate(m, make_model_rule(rule, beta, 3000), x, y, h, 3000, 1e-14)
         errs.append(float((_flat(g) - ig).norm() / ig.norm()))
-    slopes = np.diff(np.log(errs)) / np.diff(np.log([0.2, 0.1, 0.05]))
-    assert np.all(np.abs(slopes - 2.0) < 0.2), (errs, slopes)
-
-
-def test_positive_ep_has_slope_one():
-    m, x, y, h = _setup("looped_mlp")
-    ig = _flat(implicit_gradient(m, x, y, h))
-    errs = []
-    for beta in (0.1, 0.05, 0.025):
-        g, _ = model_estimate(m, make_model_rule("p_ep", beta, 3000), x, y, h, 3000, 1e-14)
-        errs.append(float((_flat(g) - ig).norm() / ig.norm()))
-    slopes = np.diff(np.log(errs)) / np.diff(np.log([0.1, 0.05, 0.025]))
-    assert np.all(np.abs(slopes - 1.0) < 0.15), (errs, slopes)
+    slopes = np.diff(np.log(errs)) / np.diff(np.log(betas))
+    assert np.all(np.abs(slopes - slope) < tol), (errs, slopes)
 
 
 @pytest.mark.parametrize("cost", ["ce", "mse"])
