@@ -9,10 +9,14 @@ Public API::
     grads = net.estimate_gradient(x, y, rule="c_ep", beta=0.25)
 """
 
-from analogebl.circuit import Circuit, load_circuit
-from analogebl.errors import AnalogeblError, ConfigError, DataError, DivergenceError
-from analogebl.learning import RULES, make_rule
-from analogebl.network import Network
+from analogebl.threads import quiet_spinning_defaults
+
+quiet_spinning_defaults()  # before NumPy's BLAS and torch's OpenMP load (see threads.py)
+
+from analogebl.circuit import Circuit, load_circuit  # noqa: E402
+from analogebl.errors import AnalogeblError, ConfigError, DataError, DivergenceError  # noqa: E402
+from analogebl.learning import RULES, make_rule  # noqa: E402
+from analogebl.network import Network  # noqa: E402
 
 __version__ = "0.1.0"
 

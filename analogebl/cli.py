@@ -57,10 +57,12 @@ def _overrides(args) -> tuple[list, dict]:
 
     ov = [parse_set(s) for s in args.set or []]
     for flag, key in (("backend", "backend"), ("device", "device"), ("dtype", "dtype"),
-                      ("seed", "seed"), ("epochs", "epochs"), ("profile", "profile")):
+                      ("seed", "seed"), ("epochs", "epochs"), ("profile", "profile"),
+                      ("threads", "threads")):
         v = getattr(args, flag, None)
         if v is not None:
-            ov.append(parse_set(f"{key}={v!r}" if isinstance(v, str) else f"{key}={v}"))
+            quote = isinstance(v, str) and key != "threads"  # --threads 2 is a number
+            ov.append(parse_set(f"{key}={v!r}" if quote else f"{key}={v}"))
     sweep = {}
     if getattr(args, "seeds", None):
         if args.seed is not None:
@@ -252,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", help="seed sweep: 0,1,2 or 0-4")
     run.add_argument("--profile", help="hardware profile (see `analogebl profile list`)")
     run.add_argument("--epochs", type=int)
+    run.add_argument("--threads", help="threads per run: N, or auto (default: the cores not "
+                     "busy with other work when the run starts, split among workers)")
     run.add_argument("--out", help="result folder (default runs/STUDY-TIER); an existing one "
                      "is resumed")
     run.add_argument("--executor", default="local",

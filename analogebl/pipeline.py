@@ -43,12 +43,16 @@ from analogebl.network import Network
 from analogebl.plan import derive_rng
 from analogebl.recording import Checkpoint, RunRecord, git_sha, read_run, write_run
 from analogebl.study.config import StudyConfig
+from analogebl.threads import parse_threads, resolve_threads, set_threads
+from analogebl.threads import settle as settle_threads
 from analogebl.update.session import HardwareSession
 
 __all__ = ["EpochResult", "TrainingResult", "evaluate", "run_training"]
 
 # keys that may change between a run and its resumption without changing its results
-_RESUME_FREE_KEYS = ("checkpoint_minutes", "description", "default_tier")
+# keys that may change between a run and its resume (threads: the budget recorded in /meta
+# is reused when the study says "auto"; see _thread_budget)
+_RESUME_FREE_KEYS = ("checkpoint_minutes", "description", "default_tier", "threads")
 
 
 @dataclass(frozen=True)
@@ -222,14 +226,32 @@ class _Recorder:
                                            checkpoint, self.circuit_toml))
 
 
+def _thread_budget(asked, previous, share: int | None, log) -> int:
+    """The run's thread count: an explicit ``threads``; else the count a resumed run started
+    with (so it resumes bit-exactly); else ``share`` (an executor's part of the cores) or the
+    free cores now. Applied to every thread pool of this process."""
+    n = parse_threads(asked)
+    recorded = int(previous.meta.get("threads", 0) or 0) if previous is not None else 0
+    if n is None:
+        n = recorded or share or resolve_threads("auto")
+        if share is not None:
+            n = min(n, share)
+    if recorded and n != recorded:
+        log(f"warning: resuming on {n} threads; the run started on {recorded}, so its "
+            "numbers may differ in the last bits from an uninterrupted run")
+    return set_threads(n)
+
+
 def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
                  progress: bool | None = None, path: str | Path | None = None,
-                 checkpoint_seconds: float | None = None) -> TrainingResult:
+                 checkpoint_seconds: float | None = None,
+                 max_threads: int | None = None) -> TrainingResult:
     """Train and evaluate one run as ``study`` says (a study without sweep axes, or one of
     :meth:`StudyConfig.runs`); ``log`` receives one line per epoch.
 
     ``path``: the HDF5 run file to record to and resume from (``None``: no recording).
     ``checkpoint_seconds`` overrides the study's ``checkpoint_minutes`` (0: every step).
+    ``max_threads``: this run's share of the cores when an executor runs several at once.
     """
     if study.sweep:
         raise ConfigError(f"study {study.name} sweeps {', '.join(k for k, _ in study.sweep)}; "
@@ -244,6 +266,7 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
         if diff:
             raise ConfigError(f"holds a run with a different configuration ({', '.join(diff)} "
                               "differ); choose another --out to start a new run", path=path)
+    n_threads = _thread_budget(cfg["threads"], previous, max_threads, log)
     n_val, n_train = cfg["validation_subset"] or 0, cfg["train_subset"]
     ds = load_dataset(cfg["dataset"], train_subset=None if n_train is None else n_train + n_val,
                       test_subset=cfg["test_subset"], subset_seed=seed)
@@ -279,6 +302,7 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
             "lr": float(np.ravel(cfg["optimizer.lr"])[0]) * cfg["optimizer.lr_scale"],
             **net.describe(),
             "version": analogebl.__version__, "git_sha": git_sha(), "epochs_planned": epochs,
+            "threads": n_threads,
             "complete": False, "status": "running", "message": "",
             "train_size": len(ds.train_y), "test_size": len(ds.test_y),
             "validation_size": 0 if val_y is None else len(val_y),
@@ -360,6 +384,7 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
         last_ck = time.perf_counter()
         t_train = time.perf_counter() - sums["train_seconds"]
         for step, (xb, yb) in enumerate(batches, start=first):
+            settle_threads()  # every step starts on the same thread counts (bit-exact resume)
             if cfg["measure_memory"] and step == min(first + 1, n_batches - 1):
                 # the second step: the first pays one-time allocations (JIT, caches)
                 m, peak = _peak_memory(functools.partial(
@@ -397,6 +422,7 @@ def run_training(study: StudyConfig, log: Callable[[str], None] | None = None,
         if bar is not None:
             bar.close()
         train_seconds = time.perf_counter() - t_train
+        settle_threads()
         test_err = evaluate(net, ds.test_x, ds.test_y, mean=ds.mean, std=ds.std,
                             pad_to=cfg["pad_to"], iterations=free_it,
                             batch_size=cfg["eval_batch_size"], dtype=np_dtype)

@@ -13,6 +13,7 @@ FLOPs are counted from the equations: per iteration every coupling costs one for
 the product with the clamped input ``T_1(x)`` is computed once per phase; the update costs one
 correlation per coupling and state. The GEMM peak is measured in the same run: the best of
 NumPy's BLAS and torch's float32 ``A @ B`` at 2048x2048 with the same thread count.
+``--threads auto`` (the default) is what a study run gets: the cores not busy when it starts.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from analogebl.circuit import load_circuit  # noqa: E402
 from analogebl.learning import SGD, layer_learning_rates, make_rule  # noqa: E402
 from analogebl.learning.estimators import estimate  # noqa: E402
 from analogebl.plan import build_plan  # noqa: E402
+from analogebl.threads import resolve_threads, set_threads  # noqa: E402
 
 
 def coupling_flops(plan) -> list[float]:
@@ -94,8 +96,11 @@ def main(argv=None) -> int:
     p.add_argument("--free", type=int, default=60)
     p.add_argument("--nudge", type=int, default=15)
     p.add_argument("--steps", type=int, default=5, help="timed repetitions")
+    p.add_argument("--threads", default="auto",
+                   help="thread budget: N, or auto (the cores not busy when it starts)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
+    threads = set_threads(resolve_threads(a.threads))
 
     circuit = load_circuit(a.circuit, width=a.width)
     if a.in_channels is not None or len(circuit.layers[0].shape) == 3:
@@ -137,7 +142,8 @@ def main(argv=None) -> int:
     peak = gemm_peak_gflops()
     res = {
         "circuit": a.circuit, "width": a.width, "batch": a.batch, "backend": a.backend,
-        "dtype": a.dtype, "phase": a.phase, "rule": a.rule if a.phase == "step" else None,
+        "dtype": a.dtype, "threads": threads, "phase": a.phase,
+        "rule": a.rule if a.phase == "step" else None,
         "seconds": dt, "samples_per_s": a.batch / dt, "gflops": gflops,
         "gemm_peak_gflops": peak, "peak_fraction": gflops / peak,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -14,6 +14,9 @@ from analogebl.plan import build_plan
 
 def pytest_configure(config):
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # a fixed budget: runs compared bit for bit (resume, executors) must not pick different
+    # counts because the machine's load changed between them (analogebl.threads)
+    os.environ.setdefault("ANALOGEBL_THREADS", "2")
 
 
 @pytest.fixture(scope="session")

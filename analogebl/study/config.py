@@ -51,6 +51,7 @@ SCHEMA: dict[str, tuple] = {
     "augment": (bool,),
     "pad_to": (int, type(None)),
     "backend": (str,),
+    "threads": (int, str),
     "dtype": (str,),
     "device": (str, type(None)),
     "circuit.name": (str, type(None)),
@@ -107,6 +108,7 @@ DEFAULTS: dict[str, Any] = {
     "augment": True,
     "pad_to": None,
     "backend": "auto",
+    "threads": "auto",
     "dtype": "float32",
     "device": None,
     "circuit.name": None,
@@ -174,6 +176,9 @@ def _check(key: str, value: Any, path) -> Any:
                                     "optimizer.spectral_cap", "optimizer.kfac_decay",
                                     "rule.homeostasis", "rule.temperature"):
         raise ConfigError(f"must be > 0, got {value!r}", path=path, key=key)
+    if key == "threads" and isinstance(value, str) and value != "auto":
+        raise ConfigError(f"expected a positive integer or 'auto', got {value!r}", path=path,
+                          key=key)
     return value
 
 

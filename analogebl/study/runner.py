@@ -10,9 +10,12 @@ processes; the machine's cores are split between them) and ``dask://HOST:PORT`` 
 distributed scheduler; every worker must see ``OUT`` and the datasets at the same paths).
 
 Results are bit-for-bit reproducible for a given backend *and thread count*: BLAS may sum in
-a different order with more threads. A ``local:N`` pool gives each worker ``cores // N``
-threads; Dask workers use what their nanny sets (one thread per worker process by default),
-so a Dask sweep equals a ``local:N`` sweep with the same threads per worker.
+a different order with more threads. Each run records its thread count and a resume reuses
+it (:mod:`analogebl.threads`). Workers x threads never exceeds the cores: ``local`` gives its
+run the cores not busy with other work (``threads = "auto"``); a ``local:N`` pool splits them
+between its N workers (fewer workers when an explicit ``threads`` would oversubscribe); Dask
+tasks run on one thread each (as Dask's nanny sets its workers up) unless ``threads`` says
+otherwise, so a Dask sweep equals a ``local:N`` sweep with the same threads per worker.
 """
 
 from __future__ import annotations
@@ -27,12 +30,31 @@ from pathlib import Path
 from analogebl.errors import ConfigError, DivergenceError
 from analogebl.recording import atomic_write_text
 from analogebl.study.config import StudyConfig
+from analogebl.threads import available_cores, parse_threads, resolve_threads
 
-__all__ = ["RunSummary", "parse_executor", "plan_runs", "run_study"]
+__all__ = ["RunSummary", "parse_executor", "plan_runs", "pool_plan", "run_study"]
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "NUMBA_NUM_THREADS")
+
+
+def pool_plan(asked: list[int | None], workers: int, free: int,
+              cores: int | None = None) -> tuple[int, int]:
+    """``(workers, threads per worker)`` of a process pool: ``free`` cores are idle now,
+    ``cores`` (default :func:`analogebl.threads.available_cores`) exist.
+
+    ``asked`` holds each run's explicit thread count (``None``: auto). Explicit counts are
+    honoured (results depend on them) by running fewer workers; auto runs split the free
+    cores. Workers never outnumber the runs or the cores, and workers x threads <= cores
+    (unless one explicit count alone exceeds them).
+    """
+    cores = available_cores() if cores is None else cores
+    explicit = max((a for a in asked if a is not None), default=None)
+    workers = max(1, min(workers, len(asked) or 1, cores))
+    if explicit is not None:
+        workers = max(1, min(workers, cores // explicit))
+    return workers, max(1, min(free, cores) // workers)
 
 
 @dataclass(frozen=True)
@@ -145,11 +167,8 @@ def _prepare_out(out: Path, study: StudyConfig) -> None:
 
 def _execute(run: StudyConfig, path: str, checkpoint_seconds: float | None, threads: int | None,
              progress: bool | None, quiet: bool) -> RunSummary:
-    """Train one run (in this process or a worker); divergence becomes a status."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    """Train one run (in this process or a worker) on at most ``threads`` threads (``None``:
+    the free cores); divergence becomes a status."""
     from analogebl.pipeline import run_training
 
     def log(line: str) -> None:
@@ -158,7 +177,7 @@ def _execute(run: StudyConfig, path: str, checkpoint_seconds: float | None, thre
 
     try:
         res = run_training(run, log=log, progress=progress, path=path,
-                           checkpoint_seconds=checkpoint_seconds)
+                           checkpoint_seconds=checkpoint_seconds, max_threads=threads)
     except DivergenceError as exc:
         log(f"diverged: {exc}")
         return RunSummary(run.run_id, path, "diverged", 0, float("nan"), float("nan"), 0.0,
@@ -182,8 +201,10 @@ def run_study(study: StudyConfig, out: str | Path, executor: str = "local",
     if kind == "local":
         return [_execute(r, p, checkpoint_seconds, None, progress, quiet) for r, p in jobs]
     if kind == "pool":
-        n = int(arg)
-        threads = max(1, (os.cpu_count() or 1) // n)
+        n, threads = pool_plan([parse_threads(r["threads"]) for r, _ in jobs], int(arg),
+                               resolve_threads("auto"))
+        if n < min(int(arg), len(jobs)):
+            log(f"{n} worker(s) instead of {arg}: workers x threads stay within the cores")
         ctx = multiprocessing.get_context("spawn")
         # BLAS and OpenMP read their thread counts when a worker first imports them: the
         # workers inherit this environment (the parent's own pools are already set up)
@@ -211,7 +232,7 @@ def run_study(study: StudyConfig, out: str | Path, executor: str = "local",
         raise ConfigError(f"cannot reach the Dask scheduler at {arg}: {exc}",
                           key="--executor") from None
     try:
-        futs = [client.submit(_execute, r, p, checkpoint_seconds, None, False, quiet,
+        futs = [client.submit(_execute, r, p, checkpoint_seconds, 1, False, quiet,
                               pure=False, key=f"{study.name}-{r.run_id}-{os.getpid()}")
                 for r, p in jobs]
         return client.gather(futs)

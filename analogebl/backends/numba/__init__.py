@@ -10,13 +10,16 @@ exactly the reference's algorithm with faster primitives; the engine's per-relax
 computes each max-pool argmax once per bottom-up pass and reuses it top-down.
 
 Kernels are compiled once and cached on disk (``cache=True``); all kernels are gathers, so
-results do not depend on the number of threads.
+their results do not depend on the number of threads. Each GEMM and kernel runs on one thread
+when it is small and on the run's thread budget otherwise (:mod:`analogebl.threads`): the
+relaxation of a dense circuit is mostly tiny products, which threads only slow down.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from analogebl import threads as T
 from analogebl.backends.numba import kernels as K
 from analogebl.backends.reference import ReferenceBackend
 from analogebl.plan import CouplingPlan
@@ -46,6 +49,18 @@ class NumbaBackend(ReferenceBackend):
             buf = self._scratch[key] = np.empty(shape, dtype=dtype)
         return buf
 
+    # ------------------------------------------------------------------ threads
+    @staticmethod
+    def _dot(a, b, out=None):
+        """``a @ b`` by BLAS on a thread count chosen by the product's size."""
+        T.for_macs(a.shape[0] * a.shape[1] * b.shape[-1])
+        return np.dot(a, b, out=out)
+
+    @staticmethod
+    def _par(a):
+        """Choose the numba thread count for a kernel over ``a`` (an array or a size)."""
+        T.for_elements(a if isinstance(a, int) else a.size)
+
     # ------------------------------------------------------------------ arrays
     def asarray(self, a):
         return np.array(a, dtype=self._np_dtype, copy=True, order="C")
@@ -53,6 +68,7 @@ class NumbaBackend(ReferenceBackend):
     def op_clip01(self, h):
         h = np.ascontiguousarray(h)
         out = np.empty_like(h)
+        self._par(h)
         K.clip01(h.reshape(-1), out.reshape(-1))
         return out
 
@@ -60,6 +76,7 @@ class NumbaBackend(ReferenceBackend):
         h = np.ascontiguousarray(h)
         out = np.empty_like(h)
         t = h.dtype.type
+        self._par(h)
         K.clip_quantize(h.reshape(-1), out.reshape(-1), t(c_lo), t(c_hi), t(q.lo), t(q.hi),
                         t(q.step))
         return out
@@ -71,13 +88,13 @@ class NumbaBackend(ReferenceBackend):
         return self._clip_quantize(h, 0.0, 1.0, q)
 
     def op_matmul(self, a, b):
-        return np.dot(np.ascontiguousarray(a), b)
+        return self._dot(np.ascontiguousarray(a), b)
 
     def op_matmul_t(self, a, b):
-        return np.dot(np.ascontiguousarray(a), b.T)
+        return self._dot(np.ascontiguousarray(a), b.T)
 
     def op_outer_sum(self, a, b):
-        return np.dot(np.ascontiguousarray(a).T, np.ascontiguousarray(b))
+        return self._dot(np.ascontiguousarray(a).T, np.ascontiguousarray(b))
 
     # ------------------------------------------------------------------ convolutions
     def _cols(self, s, padding: int, k: int):
@@ -85,6 +102,7 @@ class NumbaBackend(ReferenceBackend):
         n, c, h, w = s.shape
         ho, wo = h + 2 * padding - k + 1, w + 2 * padding - k + 1
         cols = self._buffer("cols", (c * k * k, n * ho * wo), s.dtype)
+        self._par(cols)
         K.im2col(s, padding, k, cols)
         return cols, ho, wo
 
@@ -93,27 +111,29 @@ class NumbaBackend(ReferenceBackend):
         o, _, k, _ = w.shape
         cols, ho, wo = self._cols(s, padding, k)
         z = self._buffer("z", (o, cols.shape[1]), s.dtype)
-        np.dot(w.reshape(o, -1), cols, out=z)
+        self._dot(w.reshape(o, -1), cols, out=z)
         return z.reshape(o, s.shape[0], ho, wo)
 
     def _conv_t_raw(self, z_raw, w, padding: int, in_hw: tuple[int, int]):
         o, c, k, _ = w.shape
         _, n, ho, wo = z_raw.shape
         gcols = self._buffer("gcols", (c * k * k, n * ho * wo), z_raw.dtype)
-        np.dot(w.reshape(o, -1).T, z_raw.reshape(o, -1), out=gcols)
+        self._dot(w.reshape(o, -1).T, z_raw.reshape(o, -1), out=gcols)
         out = np.empty((n, c, *in_hw), dtype=z_raw.dtype)
+        self._par(gcols)
         K.col2im(gcols, padding, k, ho, wo, out)
         return out
 
     def _conv_corr_raw(self, s, z_raw, padding: int, k: int):
         o = z_raw.shape[0]
         cols, _, _ = self._cols(s, padding, k)
-        return np.dot(z_raw.reshape(o, -1), cols.T).reshape(o, s.shape[1], k, k)
+        return self._dot(z_raw.reshape(o, -1), cols.T).reshape(o, s.shape[1], k, k)
 
     def _to_raw(self, z):
         z = np.ascontiguousarray(z)
         n, o, h, w = z.shape
         out = np.empty((o, n, h, w), dtype=z.dtype)
+        self._par(z)
         K.swap01(z, out)
         return out
 
@@ -134,6 +154,7 @@ class NumbaBackend(ReferenceBackend):
     def _pool_raw(self, z_raw, mode: str):
         o, n, h, w = z_raw.shape
         out = np.empty((n, o, h // 2, w // 2), dtype=z_raw.dtype)
+        self._par(z_raw)
         if mode == "max":
             idx = np.empty(out.shape, dtype=np.int8)
             K.pool_max_raw(z_raw, out, idx)
@@ -147,11 +168,13 @@ class NumbaBackend(ReferenceBackend):
         out = self._buffer("unpool", (o, n, 2 * h2, 2 * w2), p.dtype)
         if idx is None:
             idx = np.zeros((1, 1, 1, 1), dtype=np.int8)
+        self._par(out)
         K.unpool_raw(p, idx, mode == "max", out)
         return out
 
     def _raw_to_nchw(self, z_raw):
         out = np.empty((z_raw.shape[1], z_raw.shape[0], *z_raw.shape[2:]), dtype=z_raw.dtype)
+        self._par(z_raw)
         K.swap01(z_raw, out)
         return out
 
@@ -160,7 +183,9 @@ class NumbaBackend(ReferenceBackend):
 
     def op_pool_at(self, z, idx):
         out = np.empty(idx.shape, dtype=z.dtype)
-        K.pool_at_raw(self._to_raw(z), idx, out)
+        zr = self._to_raw(z)
+        self._par(zr)
+        K.pool_at_raw(zr, idx, out)
         return out
 
     def op_unpool_max(self, p, idx):
@@ -190,6 +215,7 @@ class NumbaBackend(ReferenceBackend):
         if c.kind == "conv" and c.pool == "max":
             z = self._conv_raw(pre, self.weight(c.name), c.padding)
             out = np.empty(idx.shape, dtype=z.dtype)
+            self._par(z)
             K.pool_at_raw(z, idx, out)
             return out
         return self.coupling_forward(c, pre)[0]

@@ -24,6 +24,9 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, plan, dtype: str = "float32", device: str | None = None):
+        from analogebl.threads import torch_budget
+
+        torch_budget()  # the run's thread budget (analogebl.threads)
         self._tdtype = _DTYPES.get(dtype)
         self._device = torch.device(device or "cpu")
         super().__init__(plan, dtype, str(self._device))
