@@ -56,9 +56,15 @@ def _overrides(args) -> tuple[list, dict]:
     from analogebl.study import parse_set
 
     ov = [parse_set(s) for s in args.set or []]
-    for flag, key in (("backend", "backend"), ("device", "device"), ("dtype", "dtype"),
-                      ("seed", "seed"), ("epochs", "epochs"), ("profile", "profile"),
-                      ("threads", "threads")):
+    for flag, key in (
+        ("backend", "backend"),
+        ("device", "device"),
+        ("dtype", "dtype"),
+        ("seed", "seed"),
+        ("epochs", "epochs"),
+        ("profile", "profile"),
+        ("threads", "threads"),
+    ):
         v = getattr(args, flag, None)
         if v is not None:
             quote = isinstance(v, str) and key != "threads"  # --threads 2 is a number
@@ -85,13 +91,24 @@ def _study_run(args) -> int:
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print
     runs = study.runs()
     first = runs[0]
-    what = (f"model {first['model.name']}" if first["model.name"] is not None else
-            f"circuit {first['circuit.name']} x{first['circuit.width']}")
-    say(f"study {study.name} (tier {study.tier}): {first['dataset']}, {what}, {len(runs)} "
-        f"run(s), {first['epochs']} epochs each -> {out}")
-    res = run_study(study, out, executor=args.executor, log=say,
-                    progress=None if not args.json else False,
-                    checkpoint_seconds=args.checkpoint_seconds, quiet=args.json)
+    what = (
+        f"model {first['model.name']}"
+        if first["model.name"] is not None
+        else f"circuit {first['circuit.name']} x{first['circuit.width']}"
+    )
+    say(
+        f"study {study.name} (tier {study.tier}): {first['dataset']}, {what}, {len(runs)} "
+        f"run(s), {first['epochs']} epochs each -> {out}"
+    )
+    res = run_study(
+        study,
+        out,
+        executor=args.executor,
+        log=say,
+        progress=None if not args.json else False,
+        checkpoint_seconds=args.checkpoint_seconds,
+        quiet=args.json,
+    )
     report = []
     try:
         from analogebl.reporting import write_report
@@ -110,9 +127,12 @@ def _study_run(args) -> int:
         print(json.dumps(summary))
     else:
         for r in res:
-            what = (f"test error {100 * r.test_error:6.2f}%  train error "
-                    f"{100 * r.train_error:6.2f}%  ({r.epochs} epochs, {r.seconds:.0f} s)"
-                    if r.status == "complete" else f"DIVERGED: {r.message}")
+            what = (
+                f"test error {100 * r.test_error:6.2f}%  train error "
+                f"{100 * r.train_error:6.2f}%  ({r.epochs} epochs, {r.seconds:.0f} s)"
+                if r.status == "complete"
+                else f"DIVERGED: {r.message}"
+            )
             print(f"{r.run_id:24s} {what}")
         if report:
             print(f"report: {report[0]}")
@@ -158,16 +178,20 @@ def _check_gradients(args) -> int:
     for r in rules:
         if r not in RULES:
             raise _usage(f"--rules: unknown rule {r!r}; choose from {', '.join(RULES)}")
-    net = Network.from_catalog(args.circuit, width=args.width, backend=args.backend,
-                               dtype=args.dtype, seed=args.seed)
+    net = Network.from_catalog(
+        args.circuit, width=args.width, backend=args.backend, dtype=args.dtype, seed=args.seed
+    )
     betas = [float(b) for b in args.betas.split(",")] if args.betas else None
-    res = check_gradients(net, rules, batch_size=args.batch, seed=args.seed, betas=betas,
-                          iterations=args.iterations)
+    res = check_gradients(
+        net, rules, batch_size=args.batch, seed=args.seed, betas=betas, iterations=args.iterations
+    )
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"circuit {res['circuit']} ({res['backend']}, {res['dtype']}), free residual "
-          f"{res['free_residual']:.1e}")
+    print(
+        f"circuit {res['circuit']} ({res['backend']}, {res['dtype']}), free residual "
+        f"{res['free_residual']:.1e}"
+    )
     _print_rule_rows(res["rules"])
     return 0
 
@@ -181,8 +205,10 @@ def _print_rule_rows(rules: dict) -> None:
             continue
         xs = e.get("betas", e.get("iterations"))
         label = "beta" if "betas" in e else "iters"
-        cells = "  ".join(f"{label}={x:g}: err {er:.2e} cos {c:.6f}"
-                          for x, er, c in zip(xs, e["rel_error"], e["cosine"], strict=True))
+        cells = "  ".join(
+            f"{label}={x:g}: err {er:.2e} cos {c:.6f}"
+            for x, er, c in zip(xs, e["rel_error"], e["cosine"], strict=True)
+        )
         slope = f"  slope {e['slope']:.2f}" if "slope" in e else ""
         print(f"{name:6s}{slope}\n    {cells}")
 
@@ -200,11 +226,19 @@ def _check_model_gradients(args) -> int:
     rules = [r.strip() for r in (args.rules or ",".join(MODEL_RULES)).split(",") if r.strip()]
     for r in rules:
         if r not in MODEL_RULES:
-            raise _usage(f"--rules: {r!r} does not train recurrent models; choose from "
-                         f"{', '.join(MODEL_RULES)}")
+            raise _usage(
+                f"--rules: {r!r} does not train recurrent models; choose from "
+                f"{', '.join(MODEL_RULES)}"
+            )
     betas = [float(b) for b in args.betas.split(",")] if args.betas else None
-    res = check_model_gradients(args.model, rules, batch_size=args.batch, seed=args.seed,
-                                betas=betas, iterations=args.iterations)
+    res = check_model_gradients(
+        args.model,
+        rules,
+        batch_size=args.batch,
+        seed=args.seed,
+        betas=betas,
+        iterations=args.iterations,
+    )
     if args.json:
         print(json.dumps(res))
         return 0
@@ -245,8 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = st.add_parser("run", help="train and evaluate a study")
     run.add_argument("name")
     run.add_argument("--tier", help="full, cpu, smoke, or a tier the study adds (extra_tiers)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="override a study key, e.g. --set epochs=3 --set circuit.width=0.25")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a study key, e.g. --set epochs=3 --set circuit.width=0.25",
+    )
     run.add_argument("--backend", choices=BACKENDS)
     run.add_argument("--device")
     run.add_argument("--dtype", choices=("float32", "float64"))
@@ -254,15 +292,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", help="seed sweep: 0,1,2 or 0-4")
     run.add_argument("--profile", help="hardware profile (see `analogebl profile list`)")
     run.add_argument("--epochs", type=int)
-    run.add_argument("--threads", help="threads per run: N, or auto (default: the cores not "
-                     "busy with other work when the run starts, split among workers)")
-    run.add_argument("--out", help="result folder (default runs/STUDY-TIER); an existing one "
-                     "is resumed")
-    run.add_argument("--executor", default="local",
-                     help="local (default), local:N processes, or dask://HOST:PORT")
-    run.add_argument("--checkpoint-seconds", type=float, dest="checkpoint_seconds",
-                     help="checkpoint interval inside an epoch (default: the study's "
-                     "checkpoint_minutes)")
+    run.add_argument(
+        "--threads",
+        help="threads per run: N, or auto (default: the cores not "
+        "busy with other work when the run starts, split among workers)",
+    )
+    run.add_argument(
+        "--out", help="result folder (default runs/STUDY-TIER); an existing one is resumed"
+    )
+    run.add_argument(
+        "--executor",
+        default="local",
+        help="local (default), local:N processes, or dask://HOST:PORT",
+    )
+    run.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        dest="checkpoint_seconds",
+        help="checkpoint interval inside an epoch (default: the study's checkpoint_minutes)",
+    )
     run.add_argument("--json", action="store_true", help="end with one JSON summary line")
     run.set_defaults(fn=_study_run)
     rp = st.add_parser("report", help="tables and figures from the HDF5 files under DIR")
@@ -270,8 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="report folder (default DIR/report)")
     rp.set_defaults(fn=_study_report)
 
-    pr = sub.add_parser("profile", help="hardware profiles").add_subparsers(dest="sub",
-                                                                           required=True)
+    pr = sub.add_parser("profile", help="hardware profiles").add_subparsers(
+        dest="sub", required=True
+    )
     pr.add_parser("list", help="list catalog profiles").set_defaults(fn=_profile_list)
     ps = pr.add_parser("show", help="every field of a profile with unit and source")
     ps.add_argument("name")
@@ -280,10 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="diagnostics").add_subparsers(dest="sub", required=True)
     g = ck.add_parser("gradients", help="each rule's update vs the implicit gradient")
     g.add_argument("--circuit", default="tiny_dense")
-    g.add_argument("--model", help="check a recurrent model instead (looped_mlp, "
-                   "toroidal_mlp, modern_eqprop)")
-    g.add_argument("--rules", help="comma-separated (default: every rule of the circuit or "
-                   "model)")
+    g.add_argument(
+        "--model", help="check a recurrent model instead (looped_mlp, toroidal_mlp, modern_eqprop)"
+    )
+    g.add_argument("--rules", help="comma-separated (default: every rule of the circuit or model)")
     g.add_argument("--width", type=float)
     g.add_argument("--backend", default="reference", choices=BACKENDS[1:])
     g.add_argument("--dtype", default="float64", choices=("float32", "float64"))

@@ -45,22 +45,44 @@ class Network:
     ['W1', 'W2']
     """
 
-    def __init__(self, circuit: Circuit, backend: str = "auto", dtype: str = "float32",
-                 device: str | None = None, seed: int = 0):
+    def __init__(
+        self,
+        circuit: Circuit,
+        backend: str = "auto",
+        dtype: str = "float32",
+        device: str | None = None,
+        seed: int = 0,
+    ):
         self.circuit = circuit
         self.plan = build_plan(circuit, seed)
         self.backend = make_backend(backend, self.plan, dtype, device)
         self._warm: list[Any] | None = None
 
     @classmethod
-    def from_catalog(cls, name: str, in_channels: int | None = None,
-                     num_classes: int | None = None, width: float | None = None,
-                     gains: list[float] | None = None, pool: str | None = None,
-                     backend: str = "auto", dtype: str = "float32", device: str | None = None,
-                     seed: int = 0, depth: int | None = None) -> Network:
+    def from_catalog(
+        cls,
+        name: str,
+        in_channels: int | None = None,
+        num_classes: int | None = None,
+        width: float | None = None,
+        gains: list[float] | None = None,
+        pool: str | None = None,
+        backend: str = "auto",
+        dtype: str = "float32",
+        device: str | None = None,
+        seed: int = 0,
+        depth: int | None = None,
+    ) -> Network:
         """Build a catalog circuit (``circuits/NAME.toml``) with optional overrides."""
-        circuit = load_circuit(name, in_channels=in_channels, num_classes=num_classes,
-                               width=width, gains=gains, pool=pool, depth=depth)
+        circuit = load_circuit(
+            name,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            width=width,
+            gains=gains,
+            pool=pool,
+            depth=depth,
+        )
         return cls(circuit, backend, dtype, device, seed)
 
     def __repr__(self) -> str:
@@ -102,8 +124,10 @@ class Network:
         """(hidden couplings: between two hidden layers, dense couplings)."""
         plan = self.plan
         last = plan.num_layers - 1
-        return ({c.name for c in plan.couplings if c.pre != 0 and c.post != last},
-                {c.name for c in plan.couplings if c.kind == "dense"})
+        return (
+            {c.name for c in plan.couplings if c.pre != 0 and c.post != last},
+            {c.name for c in plan.couplings if c.kind == "dense"},
+        )
 
     def warm_arrays(self) -> dict[str, np.ndarray]:
         """The warm-start state (the next free phase starts there), for checkpoints."""
@@ -113,8 +137,7 @@ class Network:
 
     def load_warm_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         if arrays:
-            self._warm = [self.backend.asarray(arrays[str(k)])
-                          for k in range(self.plan.num_layers)]
+            self._warm = [self.backend.asarray(arrays[str(k)]) for k in range(self.plan.num_layers)]
 
     def extra_state(self) -> dict[str, np.ndarray]:
         return {}
@@ -149,9 +172,15 @@ class Network:
     def _state_list(self, states: dict[str, np.ndarray]):
         return [self.backend.asarray(states[n]) for n in self.layer_names]
 
-    def relax(self, x: np.ndarray, iterations: int = 60, schedule: str = "async",
-              beta: float = 0.0, y: np.ndarray | None = None,
-              states: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    def relax(
+        self,
+        x: np.ndarray,
+        iterations: int = 60,
+        schedule: str = "async",
+        beta: float = 0.0,
+        y: np.ndarray | None = None,
+        states: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Relax to (near) equilibrium from the zero state (or ``states``).
 
         With ``beta != 0`` and labels ``y`` the output is nudged (``F = E + beta C``).
@@ -162,8 +191,9 @@ class Network:
         target = None if y is None else b.one_hot(y)
         return self._states_dict(b.relax(start, iterations, schedule, beta, target))
 
-    def energy(self, states: dict[str, np.ndarray], beta: float = 0.0,
-               y: np.ndarray | None = None) -> np.ndarray:
+    def energy(
+        self, states: dict[str, np.ndarray], beta: float = 0.0, y: np.ndarray | None = None
+    ) -> np.ndarray:
         """Per-example energy ``E(s)`` (plus ``beta/2 ||o - y||^2``)."""
         b = self.backend
         target = None if y is None else b.one_hot(y)
@@ -179,10 +209,16 @@ class Network:
     def _rule(self, rule: str | Rule, beta: float | None, iterations: int) -> Rule:
         return make_rule(rule, beta, iterations) if isinstance(rule, str) else rule
 
-    def estimate_gradient(self, x: np.ndarray, y: np.ndarray, rule: str | Rule = "c_ep",
-                          beta: float | None = None, iterations: int = 15,
-                          free_iterations: int = 60,
-                          schedule: str = "async") -> dict[str, np.ndarray]:
+    def estimate_gradient(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        rule: str | Rule = "c_ep",
+        beta: float | None = None,
+        iterations: int = 15,
+        free_iterations: int = 60,
+        schedule: str = "async",
+    ) -> dict[str, np.ndarray]:
         """A rule's batch-mean estimate of ``dLoss/dtheta`` (same sign as the gradient).
 
         Free phase from the zero state (``free_iterations``), then the rule's two phases
@@ -194,8 +230,9 @@ class Network:
         grads, _ = estimate(b, r, free, b.one_hot(y), schedule)
         return {k: b.to_numpy(v) for k, v in grads.items()}
 
-    def implicit_gradient(self, x: np.ndarray, y: np.ndarray, free_iterations: int = 1000,
-                          tol: float = 1e-12) -> dict[str, np.ndarray]:
+    def implicit_gradient(
+        self, x: np.ndarray, y: np.ndarray, free_iterations: int = 1000, tol: float = 1e-12
+    ) -> dict[str, np.ndarray]:
         """Exact ``dLoss/dtheta`` at the free equilibrium by implicit differentiation."""
         b = self.backend
         free = b.relax(b.zero_state(x), free_iterations)
@@ -203,9 +240,16 @@ class Network:
         return {k: b.to_numpy(v) for k, v in grads.items()}
 
     # ------------------------------------------------------------------ training
-    def train_step(self, x: np.ndarray, y: np.ndarray, rule: Rule, optimizer,
-                   free_iterations: int = 60, schedule: str = "async",
-                   hardware=None) -> dict[str, float]:
+    def train_step(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        rule: Rule,
+        optimizer,
+        free_iterations: int = 60,
+        schedule: str = "async",
+        hardware=None,
+    ) -> dict[str, float]:
         """One training step: warm-started free phase, the rule's estimate, the update.
 
         The free phase starts from the state the previous step ended in (the reference's
@@ -230,10 +274,15 @@ class Network:
         observer = None
         if getattr(optimizer, "kfac", None):  # K-FAC statistics from the two equilibria
             if not isinstance(rule, EquilibriumPropagation | ContrastiveLearning):
-                raise ConfigError(f"optimizer {optimizer.name} needs a contrastive rule's two "
-                                  f"equilibria; rule {rule.name} has none", key="rule.name")
+                raise ConfigError(
+                    f"optimizer {optimizer.name} needs a contrastive rule's two "
+                    f"equilibria; rule {rule.name} has none",
+                    key="rule.name",
+                )
+
             def observer(f, s1, s2, b1, b2):
                 optimizer.observe(b, f, s1, s2, b1, b2)
+
         grads, last = estimate(b, rule, free, target, schedule, observer)
         if hardware is None:
             optimizer.step(b.params, grads)

@@ -61,8 +61,7 @@ SMALL_OP_ELEMENTS = 1 << 18
 #: ``OMP_WAIT_POLICY`` is unset). Both only when the library loads.
 SPIN_DEFAULTS = {"OPENBLAS_THREAD_TIMEOUT": "4", "GOMP_SPINCOUNT": "2000"}
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS")
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def quiet_spinning_defaults(environ=os.environ) -> None:
@@ -144,8 +143,9 @@ def parse_threads(value, where: str = "threads") -> int | None:
     try:
         n = int(value)
     except ValueError:
-        raise ConfigError(f"expected a positive integer or 'auto', got {value!r}",
-                          key=where) from None
+        raise ConfigError(
+            f"expected a positive integer or 'auto', got {value!r}", key=where
+        ) from None
     if n < 1:
         raise ConfigError(f"expected a positive integer or 'auto', got {value!r}", key=where)
     return n
@@ -191,8 +191,7 @@ class ThreadBudget:
     def _blas():
         from threadpoolctl import ThreadpoolController
 
-        return [lib for lib in ThreadpoolController().lib_controllers
-                if lib.user_api == "blas"]
+        return [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
 
     def blas(self, n: int) -> None:
         if n != self._blas_now:

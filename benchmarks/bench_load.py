@@ -32,10 +32,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STEP = [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--json"]
 CASES = {
-    "relax": STEP + ["--circuit", "dhn_mnist", "--batch", "128", "--phase", "relax",
-                     "--backend", "numba", "--steps", "30"],
-    "dchn": STEP + ["--circuit", "dchn32", "--width", "0.25", "--batch", "32", "--rule",
-                    "c_ep", "--backend", "auto", "--steps", "3"],
+    "relax": STEP
+    + [
+        "--circuit",
+        "dhn_mnist",
+        "--batch",
+        "128",
+        "--phase",
+        "relax",
+        "--backend",
+        "numba",
+        "--steps",
+        "30",
+    ],
+    "dchn": STEP
+    + [
+        "--circuit",
+        "dchn32",
+        "--width",
+        "0.25",
+        "--batch",
+        "32",
+        "--rule",
+        "c_ep",
+        "--backend",
+        "auto",
+        "--steps",
+        "3",
+    ],
 }
 
 
@@ -49,9 +73,28 @@ def _study_rate(threads: str) -> tuple[float, int]:
     import h5py
 
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "analogebl.cli", "study", "run", "mnist_dhn_c_ep",
-                        "--tier", "cpu", "--epochs", "1", "--threads", threads, "--out", tmp],
-                       check=True, capture_output=True, text=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "analogebl.cli",
+                "study",
+                "run",
+                "mnist_dhn_c_ep",
+                "--tier",
+                "cpu",
+                "--epochs",
+                "1",
+                "--threads",
+                threads,
+                "--out",
+                tmp,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         (path,) = Path(tmp).glob("*.h5")
         with h5py.File(path, "r") as f:
             seconds = float(f["metrics/seconds"][0])
@@ -62,6 +105,7 @@ def _study_rate(threads: str) -> tuple[float, int]:
 
 def measure(case: str, busy: int, threads: str) -> dict:
     """``case``'s rate alone and beside ``busy`` spinning processes."""
+
     def rate():
         if case == "study":
             return _study_rate(threads)
@@ -76,8 +120,15 @@ def measure(case: str, busy: int, threads: str) -> dict:
         for h in hogs:
             h.kill()
             h.wait()
-    return {"case": case, "busy": busy, "alone": alone, "loaded": loaded,
-            "ratio": loaded / alone, "threads_alone": t_alone, "threads_loaded": t_loaded}
+    return {
+        "case": case,
+        "busy": busy,
+        "alone": alone,
+        "loaded": loaded,
+        "ratio": loaded / alone,
+        "threads_alone": t_alone,
+        "threads_loaded": t_loaded,
+    }
 
 
 def main(argv=None) -> int:
@@ -94,9 +145,12 @@ def main(argv=None) -> int:
             print(json.dumps(res), flush=True)
         else:
             unit = "images/s" if case == "study" else "samples/s"
-            print(f"{case:6s} alone {res['alone']:9.1f} {unit} ({res['threads_alone']} threads)"
-                  f"  beside {a.busy} busy: {res['loaded']:9.1f} ({res['threads_loaded']} "
-                  f"threads)  ratio {res['ratio']:.2f}", flush=True)
+            print(
+                f"{case:6s} alone {res['alone']:9.1f} {unit} ({res['threads_alone']} threads)"
+                f"  beside {a.busy} busy: {res['loaded']:9.1f} ({res['threads_loaded']} "
+                f"threads)  ratio {res['ratio']:.2f}",
+                flush=True,
+            )
     return 0
 
 

@@ -32,8 +32,12 @@ def main(argv=None) -> int:
     p.add_argument("--circuit", default="dchn32")
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--backend", default="numba", choices=("numba", "reference"),
-                   help="a NumPy-based backend (tracemalloc sees NumPy buffers)")
+    p.add_argument(
+        "--backend",
+        default="numba",
+        choices=("numba", "reference"),
+        help="a NumPy-based backend (tracemalloc sees NumPy buffers)",
+    )
     p.add_argument("--iterations", default="15,60,150")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
@@ -50,15 +54,24 @@ def main(argv=None) -> int:
     for rule_name in ("c_ep", "tbp"):
         for it in (int(v) for v in a.iterations.split(",")):
             rule = make_rule(rule_name, 0.25, it)
-            estimate(b, rule, free, t)                     # warm-up: JIT, scratch buffers
+            estimate(b, rule, free, t)  # warm-up: JIT, scratch buffers
             tracemalloc.start()
             estimate(b, rule, free, t)
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             rows.append({"rule": rule_name, "iterations": it, "peak_mb": peak / 2**20})
     if a.json:
-        print(json.dumps({"circuit": a.circuit, "width": a.width, "batch": a.batch,
-                          "backend": a.backend, "rows": rows}))
+        print(
+            json.dumps(
+                {
+                    "circuit": a.circuit,
+                    "width": a.width,
+                    "batch": a.batch,
+                    "backend": a.backend,
+                    "rows": rows,
+                }
+            )
+        )
     else:
         for r in rows:
             print(f"{r['rule']:5s} iterations {r['iterations']:4d}: peak {r['peak_mb']:8.1f} MB")

@@ -31,12 +31,24 @@ def batches(batch: int, n: int, in_shape):
         from analogebl.data import iterate_batches, load_dataset
 
         ds = load_dataset("mnist", train_subset=batch * n, subset_seed=0)
-        return list(iterate_batches(ds.train_x, ds.train_y, batch, rng=None, mean=ds.mean,
-                                    std=ds.std, pad_to=None, augmentation=None,
-                                    dtype=np.float32)), (ds.mean, ds.std)
+        return list(
+            iterate_batches(
+                ds.train_x,
+                ds.train_y,
+                batch,
+                rng=None,
+                mean=ds.mean,
+                std=ds.std,
+                pad_to=None,
+                augmentation=None,
+                dtype=np.float32,
+            )
+        ), (ds.mean, ds.std)
     rng = np.random.default_rng(0)
-    return [(rng.normal(size=(batch, *in_shape)).astype(np.float32),
-             rng.integers(0, 10, batch)) for _ in range(n)], ((0.0,), (1.0,))
+    return [
+        (rng.normal(size=(batch, *in_shape)).astype(np.float32), rng.integers(0, 10, batch))
+        for _ in range(n)
+    ], ((0.0,), (1.0,))
 
 
 def main(argv=None) -> int:
@@ -64,19 +76,29 @@ def main(argv=None) -> int:
         sec = (time.perf_counter() - t) / args.steps
         pulses = (hw.pulses - p0) / args.steps if hw else 0.0
         energy = ((hw.update_energy_J + hw.relax_energy_J - e0) / args.steps) if hw else 0.0
-        rows.append({"profile": name, "s_per_step": sec, "pulses_per_update": pulses,
-                     "energy_J_per_update": energy})
+        rows.append(
+            {
+                "profile": name,
+                "s_per_step": sec,
+                "pulses_per_update": pulses,
+                "energy_J_per_update": energy,
+            }
+        )
     base = next(r["s_per_step"] for r in rows if r["profile"] == "ideal_fp32")
     for r in rows:
         r["slowdown"] = r["s_per_step"] / base
     if args.json:
         print(json.dumps(rows))
     else:
-        print(f"{'profile':14s} {'s/step':>8s} {'slowdown':>9s} {'pulses/update':>14s} "
-              f"{'J/update':>10s}")
+        print(
+            f"{'profile':14s} {'s/step':>8s} {'slowdown':>9s} {'pulses/update':>14s} "
+            f"{'J/update':>10s}"
+        )
         for r in rows:
-            print(f"{r['profile']:14s} {r['s_per_step']:8.3f} {r['slowdown']:8.2f}x "
-                  f"{r['pulses_per_update']:14.3g} {r['energy_J_per_update']:10.3g}")
+            print(
+                f"{r['profile']:14s} {r['s_per_step']:8.3f} {r['slowdown']:8.2f}x "
+                f"{r['pulses_per_update']:14.3g} {r['energy_J_per_update']:10.3g}"
+            )
     return 0
 
 

@@ -46,18 +46,18 @@ def coupling_flops(plan) -> list[float]:
             out.append(2.0 * pre * int(np.prod(plan.layer_shapes[c.post])))
         else:
             o_ch = plan.layer_shapes[c.post][0]
-            out.append(2.0 * pre * o_ch * c.kernel_size ** 2)  # stride 1, 'same' padding
+            out.append(2.0 * pre * o_ch * c.kernel_size**2)  # stride 1, 'same' padding
     return out
 
 
 def step_flops(plan, free: int, nudge_phases: int, nudge: int, phase: str) -> float:
     f = coupling_flops(plan)
-    per_iter = 2 * sum(f[1:])              # T_1(x) is fixed within a phase, T_1^* never needed
+    per_iter = 2 * sum(f[1:])  # T_1(x) is fixed within a phase, T_1^* never needed
     phases = 1 if phase == "relax" else 1 + nudge_phases
     iters = free if phase == "relax" else free + nudge_phases * nudge
     total = iters * per_iter + phases * f[0]
     if phase == "step":
-        total += 2 * sum(f)                # two correlations per coupling
+        total += 2 * sum(f)  # two correlations per coupling
     return total
 
 
@@ -77,15 +77,19 @@ def gemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
             t = time.perf_counter()
             mm(x, y)
             best = min(best, time.perf_counter() - t)
-    return 2.0 * n ** 3 / best / 1e9
+    return 2.0 * n**3 / best / 1e9
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--circuit", default="dchn32")
     p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--in-channels", type=int, default=None,
-                   help="default: 3 for conv circuits (CIFAR), the file's value otherwise")
+    p.add_argument(
+        "--in-channels",
+        type=int,
+        default=None,
+        help="default: 3 for conv circuits (CIFAR), the file's value otherwise",
+    )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rule", default="c_ep")
     p.add_argument("--beta", type=float, default=0.25)
@@ -96,8 +100,11 @@ def main(argv=None) -> int:
     p.add_argument("--free", type=int, default=60)
     p.add_argument("--nudge", type=int, default=15)
     p.add_argument("--steps", type=int, default=5, help="timed repetitions")
-    p.add_argument("--threads", default="auto",
-                   help="thread budget: N, or auto (the cores not busy when it starts)")
+    p.add_argument(
+        "--threads",
+        default="auto",
+        help="thread budget: N, or auto (the cores not busy when it starts)",
+    )
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     threads = set_threads(resolve_threads(a.threads))
@@ -129,7 +136,7 @@ def main(argv=None) -> int:
         warm = last
         backend.to_numpy(last[-1])
 
-    once()                                           # JIT / allocator warm-up
+    once()  # JIT / allocator warm-up
     times = []
     for _ in range(a.steps):
         t = time.perf_counter()
@@ -141,20 +148,30 @@ def main(argv=None) -> int:
     gflops = flops / dt / 1e9
     peak = gemm_peak_gflops()
     res = {
-        "circuit": a.circuit, "width": a.width, "batch": a.batch, "backend": a.backend,
-        "dtype": a.dtype, "threads": threads, "phase": a.phase,
+        "circuit": a.circuit,
+        "width": a.width,
+        "batch": a.batch,
+        "backend": a.backend,
+        "dtype": a.dtype,
+        "threads": threads,
+        "phase": a.phase,
         "rule": a.rule if a.phase == "step" else None,
-        "seconds": dt, "samples_per_s": a.batch / dt, "gflops": gflops,
-        "gemm_peak_gflops": peak, "peak_fraction": gflops / peak,
+        "seconds": dt,
+        "samples_per_s": a.batch / dt,
+        "gflops": gflops,
+        "gemm_peak_gflops": peak,
+        "peak_fraction": gflops / peak,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"{a.circuit} x{a.width} batch {a.batch} {a.phase} on {a.backend} ({a.dtype}): "
-              f"{res['samples_per_s']:.1f} samples/s, {gflops:.1f} GFLOP/s counted, "
-              f"GEMM peak {peak:.1f} GFLOP/s -> {100 * res['peak_fraction']:.1f} %, "
-              f"peak RSS {res['peak_rss_mb']:.0f} MB")
+        print(
+            f"{a.circuit} x{a.width} batch {a.batch} {a.phase} on {a.backend} ({a.dtype}): "
+            f"{res['samples_per_s']:.1f} samples/s, {gflops:.1f} GFLOP/s counted, "
+            f"GEMM peak {peak:.1f} GFLOP/s -> {100 * res['peak_fraction']:.1f} %, "
+            f"peak RSS {res['peak_rss_mb']:.0f} MB"
+        )
     return 0
 
 

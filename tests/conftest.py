@@ -30,8 +30,9 @@ def data_dir():
 FAST_BACKENDS = ("torch", "numba")
 
 
-def backend_pair(circuit: str, dtype: str = "float64", seed: int = 0, fast: str = "torch",
-                 **overrides):
+def backend_pair(
+    circuit: str, dtype: str = "float64", seed: int = 0, fast: str = "torch", **overrides
+):
     """The reference backend and the fast backend ``fast`` on the same plan."""
     plan = build_plan(load_circuit(circuit, **overrides), seed)
     return make_backend("reference", plan, dtype), make_backend(fast, plan, dtype)

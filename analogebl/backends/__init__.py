@@ -40,8 +40,9 @@ def auto_backend(plan: Plan, device: str | None = None) -> tuple[str, str | None
     return "numba", None
 
 
-def make_backend(name: str, plan: Plan, dtype: str = "float32",
-                 device: str | None = None) -> Backend:
+def make_backend(
+    name: str, plan: Plan, dtype: str = "float32", device: str | None = None
+) -> Backend:
     """Instantiate backend ``name`` for ``plan``."""
     if name == "auto":
         name, device = auto_backend(plan, device)
@@ -61,5 +62,6 @@ def make_backend(name: str, plan: Plan, dtype: str = "float32",
         from analogebl.backends.torch import TorchBackend
 
         return TorchBackend(plan, dtype, device)
-    raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}",
-                      key="backend")
+    raise ConfigError(
+        f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}", key="backend"
+    )

@@ -149,8 +149,9 @@ class Backend:
             if k not in self.params:
                 raise KeyError(f"unknown parameter {k!r}; known: {', '.join(self.params)}")
             if tuple(v.shape) != tuple(self.params[k].shape):
-                raise ValueError(f"parameter {k}: shape {tuple(v.shape)} != "
-                                 f"{tuple(self.params[k].shape)}")
+                raise ValueError(
+                    f"parameter {k}: shape {tuple(v.shape)} != {tuple(self.params[k].shape)}"
+                )
             self.params[k] = self.asarray(np.asarray(v))
 
     # ------------------------------------------------------------------ hardware effects
@@ -165,12 +166,15 @@ class Backend:
             return
         quantizers = tuple(quantizers)
         if len(quantizers) != self.plan.num_layers:
-            raise ValueError(f"need one quantizer (or None) per layer "
-                             f"({self.plan.num_layers}), got {len(quantizers)}")
+            raise ValueError(
+                f"need one quantizer (or None) per layer "
+                f"({self.plan.num_layers}), got {len(quantizers)}"
+            )
         self._quant = quantizers
 
-    def set_read_noise(self, noise: ReadNoise | None,
-                       rng: np.random.Generator | None = None) -> None:
+    def set_read_noise(
+        self, noise: ReadNoise | None, rng: np.random.Generator | None = None
+    ) -> None:
         """Read noise on the parameters during relaxation, drawn from ``rng`` (see
         ``plan.effects``); ``None`` switches it off."""
         if noise is not None:
@@ -188,7 +192,8 @@ class Backend:
             return
         self._noise_now = {
             k: self.asarray(np.asarray(std) * self._noise_rng.standard_normal(np.shape(std)))
-            for k, std in self._noise.std.items()}
+            for k, std in self._noise.std.items()
+        }
 
     def _apply_read_noise(self) -> None:
         self._read = {k: self.params[k] + n for k, n in self._noise_now.items()}
@@ -245,8 +250,9 @@ class Backend:
             return out.reshape((n, *self.plan.layer_shapes[c.pre]))
         return self.op_conv_t(self._unpool(c, post, idx), w, c.padding)
 
-    def coupling_correlation(self, c: CouplingPlan, pre: Array, post: Array,
-                             idx: Array | None) -> Array:
+    def coupling_correlation(
+        self, c: CouplingPlan, pre: Array, post: Array, idx: Array | None
+    ) -> Array:
         """``sum_n d<post, T(pre; W)>/dW`` at fixed argmax: the crossbar's local correlation."""
         n = pre.shape[0]
         if c.kind == "dense":
@@ -259,8 +265,9 @@ class Backend:
         if isinstance(x, np.ndarray):
             n = x.shape[0]
             if int(np.prod(x.shape[1:])) != int(np.prod(shape0)):
-                raise ValueError(f"input of shape {x.shape[1:]} does not fit the circuit's "
-                                 f"input layer {shape0}")
+                raise ValueError(
+                    f"input of shape {x.shape[1:]} does not fit the circuit's input layer {shape0}"
+                )
             x = self.asarray(np.ascontiguousarray(x).reshape((n, *shape0)))
             if self._quant is not None and self._quant[0] is not None:
                 x = self.op_quantize(x, self._quant[0])
@@ -303,8 +310,9 @@ class Backend:
             h = h + self.coupling_adjoint(c_out, state[k + 1], idx_out)
         return h
 
-    def _forward_cached(self, c: CouplingPlan, pre: Array,
-                        cache: dict | None) -> tuple[Array, Array | None]:
+    def _forward_cached(
+        self, c: CouplingPlan, pre: Array, cache: dict | None
+    ) -> tuple[Array, Array | None]:
         if cache is None:
             return self.coupling_forward(c, pre)
         w = self.weight(c.name)
@@ -323,8 +331,14 @@ class Backend:
             h = (h + beta * target) * (1.0 / (1.0 + beta))
         return h if q is None else self.op_quantize(h, q)
 
-    def half_step(self, state: list[Array], group: tuple[int, ...], beta: float = 0.0,
-                  target: Array | None = None, cache: dict | None = None) -> list[Array]:
+    def half_step(
+        self,
+        state: list[Array],
+        group: tuple[int, ...],
+        beta: float = 0.0,
+        target: Array | None = None,
+        cache: dict | None = None,
+    ) -> list[Array]:
         """Update every layer of ``group`` at once from the current state."""
         new = [self._activate(k, self.field(state, k, cache), beta, target) for k in group]
         out = list(state)
@@ -332,9 +346,15 @@ class Backend:
             out[k] = s
         return out
 
-    def relax(self, state: list[Array], iterations: int, schedule: str = "async",
-              beta: float = 0.0, target: Array | None = None,
-              clamp: Array | None = None) -> list[Array]:
+    def relax(
+        self,
+        state: list[Array],
+        iterations: int,
+        schedule: str = "async",
+        beta: float = 0.0,
+        target: Array | None = None,
+        clamp: Array | None = None,
+    ) -> list[Array]:
         """Run ``iterations`` iterations of the schedule from ``state`` (not modified).
 
         ``beta`` != 0 nudges the output toward ``target`` (EP); ``clamp`` holds the output at
@@ -358,8 +378,11 @@ class Backend:
         mode = self._noise.resample
         try:
             for it in range(iterations):
-                if (mode == "per_step" or (mode == "per_phase" and it == 0)
-                        or self._noise_now is None):
+                if (
+                    mode == "per_step"
+                    or (mode == "per_phase" and it == 0)
+                    or self._noise_now is None
+                ):
                     self.redraw_read_noise()
                 if it == 0 or mode == "per_step":
                     self._apply_read_noise()
@@ -369,15 +392,21 @@ class Backend:
             self._read = None
         return state
 
-    def residual(self, state: list[Array], beta: float = 0.0, target: Array | None = None,
-                 clamp_output: bool = False) -> float:
+    def residual(
+        self,
+        state: list[Array],
+        beta: float = 0.0,
+        target: Array | None = None,
+        clamp_output: bool = False,
+    ) -> float:
         """``max_k max |s_k - act(h_k)|`` over the free layers: 0 at a fixed point."""
         free = self.plan.free_layers(clamp_output)
-        return max(self.op_abs_max(state[k] - self._activate(k, self.field(state, k), beta,
-                                                                target)) for k in free)
+        return max(
+            self.op_abs_max(state[k] - self._activate(k, self.field(state, k), beta, target))
+            for k in free
+        )
 
-    def energy(self, state: list[Array], beta: float = 0.0,
-               target: Array | None = None) -> Array:
+    def energy(self, state: list[Array], beta: float = 0.0, target: Array | None = None) -> Array:
         """Per-example ``E(s) (+ beta/2 ||o - y||^2)``, shape ``(N,)``.
 
         ``E = sum_k 1/2||s_k||^2 - b_k.s_k - <s_k, T_k(s_{k-1})>`` (true max for max-pool).
@@ -416,8 +445,9 @@ class Backend:
             out[plan.bias_names[c.post]] = self.op_channel_sum(post) * (-1.0 / n)
         return {k: out[k] for k in self.params}
 
-    def vjp_step(self, state: list[Array], group: tuple[int, ...],
-                 cot: list[Array | None]) -> tuple[list[Array | None], dict[str, Array]]:
+    def vjp_step(
+        self, state: list[Array], group: tuple[int, ...], cot: list[Array | None]
+    ) -> tuple[list[Array | None], dict[str, Array]]:
         """Vector-Jacobian product of one free half-step ``s' = step(s, theta)``.
 
         Given the cotangent ``cot`` of ``s'``, returns the cotangent of ``s`` and the
@@ -433,8 +463,9 @@ class Backend:
         pc: dict[str, Array] = {}
 
         def acc(lst_or_dict, key, val):
-            cur = lst_or_dict[key] if (isinstance(lst_or_dict, list) or key in lst_or_dict) \
-                else None
+            cur = (
+                lst_or_dict[key] if (isinstance(lst_or_dict, list) or key in lst_or_dict) else None
+            )
             lst_or_dict[key] = val if cur is None else cur + val
 
         for k in group:
@@ -465,8 +496,9 @@ class Backend:
     def _complete(self, pc: dict[str, Array]) -> dict[str, Array]:
         return {k: pc[k] if k in pc else self.zeros_like(v) for k, v in self.params.items()}
 
-    def tbp_gradient(self, state: list[Array], target: Array, iterations: int,
-                     schedule: str = "async") -> tuple[dict[str, Array], list[Array]]:
+    def tbp_gradient(
+        self, state: list[Array], target: Array, iterations: int, schedule: str = "async"
+    ) -> tuple[dict[str, Array], list[Array]]:
         """Truncated backprop: exact gradient of the cost after ``iterations`` free
         iterations from ``state``, by reverse accumulation through the stored half-steps.
 
@@ -486,8 +518,7 @@ class Backend:
                 grads[k] = v if k not in grads else grads[k] + v
         return self._complete(grads), state
 
-    def rbp_gradient(self, state: list[Array], target: Array,
-                     iterations: int) -> dict[str, Array]:
+    def rbp_gradient(self, state: list[Array], target: Array, iterations: int) -> dict[str, Array]:
         """Recurrent backprop (Almeida-Pineda) on the synchronous map ``Phi`` at ``state``.
 
         ``lambda_0 = dC/ds``; ``g = sum_{t<T} (dPhi/dtheta)^T lambda_t``,
@@ -503,8 +534,9 @@ class Backend:
                 grads[k] = v if k not in grads else grads[k] + v
         return self._complete(grads)
 
-    def implicit_gradient(self, state: list[Array], target: Array, tol: float = 1e-12,
-                          max_iterations: int = 1000) -> tuple[dict[str, Array], float]:
+    def implicit_gradient(
+        self, state: list[Array], target: Array, tol: float = 1e-12, max_iterations: int = 1000
+    ) -> tuple[dict[str, Array], float]:
         """Exact gradient of the cost at the fixed point ``state`` by implicit differentiation.
 
         On the free units ``F`` (hidden units strictly inside their clamp, and the output)
@@ -538,8 +570,10 @@ class Backend:
             return sum(self.op_vdot(x, y) for x, y in zip(a, b, strict=True))
 
         c = self._output_cotangent(state, target)
-        rhs = [mask(k, c[k]) if c[k] is not None else self.zeros_like(state[k])
-               for k in range(1, L + 1)]
+        rhs = [
+            mask(k, c[k]) if c[k] is not None else self.zeros_like(state[k])
+            for k in range(1, L + 1)
+        ]
         w = [self.zeros_like(r) for r in rhs]
         r = list(rhs)
         p = list(r)

@@ -112,15 +112,28 @@ class Circuit:
         recorded with results."""
         lines = [f'name = "{self.name}"', f"bias_gain = {self.bias_gain!r}"]
         for layer in self.layers:
-            lines += ["", "[[layer]]", f'name = "{layer.name}"',
-                      f"shape = {list(layer.shape)}",
-                      f'activation = "{layer.activation.value}"']
+            lines += [
+                "",
+                "[[layer]]",
+                f'name = "{layer.name}"',
+                f"shape = {list(layer.shape)}",
+                f'activation = "{layer.activation.value}"',
+            ]
         for c in self.couplings:
-            lines += ["", "[[coupling]]", f'name = "{c.name}"', f"pre = {c.pre}",
-                      f'kind = "{c.kind.value}"', f"gain = {c.gain!r}"]
+            lines += [
+                "",
+                "[[coupling]]",
+                f'name = "{c.name}"',
+                f"pre = {c.pre}",
+                f'kind = "{c.kind.value}"',
+                f"gain = {c.gain!r}",
+            ]
             if c.kind is CouplingKind.CONV:
-                lines += [f"kernel_size = {c.kernel_size}", f"padding = {c.padding}",
-                          f'pool = "{c.pool.value}"']
+                lines += [
+                    f"kernel_size = {c.kernel_size}",
+                    f"padding = {c.padding}",
+                    f'pool = "{c.pool.value}"',
+                ]
         return "\n".join(lines) + "\n"
 
     def __post_init__(self):
@@ -133,7 +146,8 @@ class Circuit:
         for k, c in enumerate(self.couplings):
             if c.pre != k:
                 raise ConfigError(
-                    f"circuit '{self.name}': coupling {c.name} must start at layer {k}")
+                    f"circuit '{self.name}': coupling {c.name} must start at layer {k}"
+                )
             if c.gain <= 0:
                 raise ConfigError(f"gain of {c.name} must be > 0, got {c.gain}")
             pre, post = self.layers[c.pre], self.layers[c.post]

@@ -91,8 +91,9 @@ def circuit_from_dict(
     if depth is not None:
         depth = _positive_int(depth, path, "depth")
         if not hidden:
-            raise ConfigError("depth needs at least one [[hidden]] layer to repeat", path=path,
-                              key="depth")
+            raise ConfigError(
+                "depth needs at least one [[hidden]] layer to repeat", path=path, key="depth"
+            )
         hidden = list(hidden[:depth]) + [hidden[-1]] * max(0, depth - len(hidden))
     output = doc.get("output", {})
     _check_keys(output, _OUTPUT, path, "output.")
@@ -111,8 +112,9 @@ def circuit_from_dict(
         shape: tuple[int, ...] = (_positive_int(inp["features"], path, "input.features"),)
     else:
         if "size" not in inp:
-            raise ConfigError("missing (give size = [H, W] or features = N)", path=path,
-                              key="input.size")
+            raise ConfigError(
+                "missing (give size = [H, W] or features = N)", path=path, key="input.size"
+            )
         size = inp["size"]
         if not (isinstance(size, list) and len(size) == 2):
             raise ConfigError("must be [H, W]", path=path, key="input.size")
@@ -122,8 +124,11 @@ def circuit_from_dict(
 
     n_couplings = len(hidden) + 1
     if gains is not None and len(gains) != n_couplings:
-        raise ConfigError(f"needs {n_couplings} gains (one per coupling), got {len(gains)}",
-                          path=path, key="gains")
+        raise ConfigError(
+            f"needs {n_couplings} gains (one per coupling), got {len(gains)}",
+            path=path,
+            key="gains",
+        )
 
     layers = [Layer("x", shape, Activation.INPUT)]
     couplings: list[Coupling] = []
@@ -134,8 +139,9 @@ def circuit_from_dict(
         try:
             kind = CouplingKind(kind_s)
         except ValueError:
-            raise ConfigError(f"must be 'dense' or 'conv', got {kind_s!r}", path=path,
-                              key=key + "coupling") from None
+            raise ConfigError(
+                f"must be 'dense' or 'conv', got {kind_s!r}", path=path, key=key + "coupling"
+            ) from None
         gain = gains[i] if gains is not None else h.get("gain", 0.5)
         gain = _positive_float(gain, path, key + "gain")
         pre = layers[-1]
@@ -146,13 +152,17 @@ def circuit_from_dict(
             try:
                 p = Pool(p_s)
             except ValueError:
-                raise ConfigError(f"must be max, avg or none, got {p_s!r}", path=path,
-                                  key=key + "pool") from None
+                raise ConfigError(
+                    f"must be max, avg or none, got {p_s!r}", path=path, key=key + "pool"
+                ) from None
             ks = _positive_int(h.get("kernel_size", 3), path, key + "kernel_size")
             pad = h.get("padding", 1)
             if len(pre.shape) != 3:
-                raise ConfigError("a conv coupling needs a (C, H, W) layer below it", path=path,
-                                  key=key + "coupling")
+                raise ConfigError(
+                    "a conv coupling needs a (C, H, W) layer below it",
+                    path=path,
+                    key=key + "coupling",
+                )
             hh = pre.shape[1] + 2 * pad - ks + 1
             ww = pre.shape[2] + 2 * pad - ks + 1
             if p is not Pool.NONE:
@@ -173,8 +183,9 @@ def circuit_from_dict(
     couplings.append(Coupling(f"W{len(hidden) + 1}", len(hidden), CouplingKind.DENSE, gain))
     layers.append(Layer("out", (num_classes,), Activation.LINEAR))
     try:
-        return Circuit(name, tuple(layers), tuple(couplings), bias_gain,
-                       description=doc.get("description", ""))
+        return Circuit(
+            name, tuple(layers), tuple(couplings), bias_gain, description=doc.get("description", "")
+        )
     except ConfigError as exc:
         raise ConfigError(str(exc), path=path) from None
 

@@ -71,11 +71,20 @@ def _crop(x: np.ndarray, pad: int, oy: np.ndarray, ox: np.ndarray) -> np.ndarray
     return xp[np.arange(n)[:, None, None, None], ch, rows, cols]
 
 
-def iterate_batches(x_uint8: np.ndarray, y: np.ndarray, batch_size: int, *,
-                    rng: np.random.Generator | None, mean, std, pad_to: int | None = None,
-                    augmentation: Augmentation | None = None, dtype=np.float32,
-                    drop_last: bool = False,
-                    start_batch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iterate_batches(
+    x_uint8: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    *,
+    rng: np.random.Generator | None,
+    mean,
+    std,
+    pad_to: int | None = None,
+    augmentation: Augmentation | None = None,
+    dtype=np.float32,
+    drop_last: bool = False,
+    start_batch: int = 0,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield normalised ``(x, y)`` batches.
 
     Parameters
@@ -116,8 +125,10 @@ def iterate_batches(x_uint8: np.ndarray, y: np.ndarray, batch_size: int, *,
     mean = np.asarray(mean, dtype=np.float64).reshape(1, -1, 1, 1)
     inv_std = 1.0 / np.asarray(std, dtype=np.float64).reshape(1, -1, 1, 1)
     if mean.shape[1] != x_uint8.shape[1] or inv_std.shape[1] != x_uint8.shape[1]:
-        raise ValueError(f"mean/std have {mean.shape[1]}/{inv_std.shape[1]} channels, images "
-                         f"have {x_uint8.shape[1]}")
+        raise ValueError(
+            f"mean/std have {mean.shape[1]}/{inv_std.shape[1]} channels, images "
+            f"have {x_uint8.shape[1]}"
+        )
     for b in range(start_batch, num_batches(n, batch_size, drop_last)):
         sl = slice(b * batch_size, min((b + 1) * batch_size, n))
         idx = order[sl]

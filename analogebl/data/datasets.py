@@ -30,8 +30,14 @@ from analogebl.data.formats import (
 )
 from analogebl.errors import DataError
 
-__all__ = ["DATASETS", "Dataset", "data_root", "load_dataset", "split_validation",
-           "verify_checksums"]
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "data_root",
+    "load_dataset",
+    "split_validation",
+    "verify_checksums",
+]
 
 DATASETS = ("mnist", "fmnist", "svhn", "cifar10", "cifar100")
 
@@ -81,8 +87,7 @@ def _read_idx(d: Path, split: str, mode: str, hint: str) -> tuple[np.ndarray, np
 
 
 def _read_cifar10(d: Path, split: str, mode: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
-    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else [
-        "test_batch.bin"]
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
     parts = [read_cifar_binary(d / n, 1, 0, 10, hint) for n in names]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
@@ -98,33 +103,52 @@ def _read_svhn(d: Path, split: str, mode: str, hint: str) -> tuple[np.ndarray, n
 
 _SPECS = {
     "mnist": _Spec(
-        "mnist", 10, (0.1307,), (0.3081,),
+        "mnist",
+        10,
+        (0.1307,),
+        (0.3081,),
         "get the four MNIST idx .gz files from http://yann.lecun.com/exdb/mnist/ (mirror: "
         "https://ossci-datasets.s3.amazonaws.com/mnist/) into <data>/mnist/",
-        _read_idx),
+        _read_idx,
+    ),
     "fmnist": _Spec(
-        "fashion-mnist", 10, (0.2860,), (0.3530,),
+        "fashion-mnist",
+        10,
+        (0.2860,),
+        (0.3530,),
         "get the four Fashion-MNIST idx .gz files from "
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ into <data>/fashion-mnist/",
-        _read_idx),
+        _read_idx,
+    ),
     "svhn": _Spec(
-        "svhn", 10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+        "svhn",
+        10,
+        (0.4377, 0.4438, 0.4728),
+        (0.1980, 0.2010, 0.1970),
         "get train_32x32.mat (MD5 e26dedcc434d2e4c54c9b2d4a06d8373) and test_32x32.mat "
         "(MD5 eb5a983be6a315427106f1b164d9cef3) from http://ufldl.stanford.edu/housenumbers/ "
         "into <data>/svhn/",
-        _read_svhn),
+        _read_svhn,
+    ),
     "cifar10": _Spec(
-        "cifar10/cifar-10-batches-bin", 10, (0.4914, 0.4822, 0.4465),
+        "cifar10/cifar-10-batches-bin",
+        10,
+        (0.4914, 0.4822, 0.4465),
         # the reference divides CIFAR-10 inputs by an extra factor 3 (std x 3)
         (3 * 0.2023, 3 * 0.1994, 3 * 0.2010),
         "download https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz (MD5 "
         "c32a1d4ab5d03f1284b67883e8d87530) and extract it into <data>/cifar10/",
-        _read_cifar10),
+        _read_cifar10,
+    ),
     "cifar100": _Spec(
-        "cifar100/cifar-100-binary", 100, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761),
+        "cifar100/cifar-100-binary",
+        100,
+        (0.5071, 0.4867, 0.4408),
+        (0.2675, 0.2565, 0.2761),
         "download https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz (MD5 "
         "03b5dce01913d631647c71ecec9e9cb8) and extract it into <data>/cifar100/",
-        _read_cifar100),
+        _read_cifar100,
+    ),
 }
 
 
@@ -133,8 +157,10 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     if root is None:
         root = os.environ.get("ANALOGEBL_DATA")
         if not root:
-            raise DataError("ANALOGEBL_DATA is not set: point it at the folder that holds the "
-                            "datasets (e.g. ANALOGEBL_DATA=../shared/data)")
+            raise DataError(
+                "ANALOGEBL_DATA is not set: point it at the folder that holds the "
+                "datasets (e.g. ANALOGEBL_DATA=../shared/data)"
+            )
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DataError(f"{path}: data folder does not exist (ANALOGEBL_DATA or --root)")
@@ -161,9 +187,15 @@ def _subset(n: int, k: int | None, rng: np.random.Generator) -> np.ndarray | Non
     return np.sort(rng.choice(n, size=k, replace=False))
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, *,
-                 train_subset: int | None = None, test_subset: int | None = None,
-                 subset_seed: int = 0, label_mode: str = "fine") -> Dataset:
+def load_dataset(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    subset_seed: int = 0,
+    label_mode: str = "fine",
+) -> Dataset:
     """Load a dataset from the data root, optionally a seeded random subset of each split.
 
     Parameters
@@ -182,8 +214,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *,
     if label_mode not in ("fine", "coarse"):
         raise DataError(f"label_mode must be 'fine' or 'coarse', got '{label_mode}'")
     (trx, try_), (tex, tey) = _load_raw(name, data_root(root), label_mode)
-    train_rng, test_rng = (np.random.default_rng(s)
-                           for s in np.random.SeedSequence(subset_seed).spawn(2))
+    train_rng, test_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(subset_seed).spawn(2)
+    )
     i = _subset(len(try_), train_subset, train_rng)
     j = _subset(len(tey), test_subset, test_rng)
     if i is not None:
@@ -195,8 +228,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *,
     return Dataset(name, trx, try_, tex, tey, num_classes, spec.mean, spec.std)
 
 
-def split_validation(ds: Dataset, n: int,
-                     rng: np.random.Generator) -> tuple[Dataset, np.ndarray, np.ndarray]:
+def split_validation(
+    ds: Dataset, n: int, rng: np.random.Generator
+) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """Hold out ``n`` random training images as a validation split (disjoint from training).
 
     Returns the dataset with the remaining training images (file order kept) and the
@@ -204,8 +238,10 @@ def split_validation(ds: Dataset, n: int,
     """
     total = len(ds.train_y)
     if not 0 < n < total:
-        raise DataError(f"validation_subset must be between 1 and {total - 1} "
-                        f"(the training split holds {total}), got {n}")
+        raise DataError(
+            f"validation_subset must be between 1 and {total - 1} "
+            f"(the training split holds {total}), got {n}"
+        )
     val = np.sort(rng.choice(total, size=n, replace=False))
     keep = np.setdiff1d(np.arange(total), val)
     train = dataclasses.replace(ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep])

@@ -48,8 +48,11 @@ def _idx(path: Path, magic: int, ndim: int, hint: str) -> np.ndarray:
         raise _corrupt(path, f"idx magic number {got_magic}, expected {magic}", hint)
     expected = header + int(np.prod(dims))
     if len(raw) != expected:
-        raise _corrupt(path, f"{len(raw)} bytes, the header {tuple(dims)} says {expected} "
-                       "(truncated or corrupted)", hint)
+        raise _corrupt(
+            path,
+            f"{len(raw)} bytes, the header {tuple(dims)} says {expected} (truncated or corrupted)",
+            hint,
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -68,8 +71,9 @@ def read_idx_labels(path: str | Path, num_classes: int, hint: str = "") -> np.nd
     return y
 
 
-def read_cifar_binary(path: str | Path, label_bytes: int, label_index: int,
-                      num_classes: int, hint: str = "") -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_binary(
+    path: str | Path, label_bytes: int, label_index: int, num_classes: int, hint: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
     """Read an official CIFAR binary batch.
 
     Each record is ``label_bytes`` label bytes followed by 3072 pixel bytes (R, G and B
@@ -90,13 +94,21 @@ def read_cifar_binary(path: str | Path, label_bytes: int, label_index: int,
     raw = np.fromfile(path, dtype=np.uint8)
     record = label_bytes + _CIFAR_IMAGE_BYTES
     if raw.size == 0 or raw.size % record:
-        raise _corrupt(path, f"{raw.size} bytes is not a whole number of {record}-byte "
-                       "records (truncated or corrupted)", hint)
+        raise _corrupt(
+            path,
+            f"{raw.size} bytes is not a whole number of {record}-byte "
+            "records (truncated or corrupted)",
+            hint,
+        )
     rec = raw.reshape(-1, record)
     y = rec[:, label_index].astype(np.int64)
     if y.max() >= num_classes:
-        raise _corrupt(path, f"label {int(y.max())} out of range 0..{num_classes - 1} "
-                       "(corrupted, or not the binary version)", hint)
+        raise _corrupt(
+            path,
+            f"label {int(y.max())} out of range 0..{num_classes - 1} "
+            "(corrupted, or not the binary version)",
+            hint,
+        )
     x = rec[:, label_bytes:].reshape(-1, 3, 32, 32).copy()
     return x, y
 
@@ -111,15 +123,19 @@ def read_svhn_mat(path: str | Path, hint: str = "") -> tuple[np.ndarray, np.ndar
     try:
         mat = loadmat(path)
     except Exception as exc:  # scipy raises ValueError/TypeError/... on damaged files
-        raise _corrupt(path, f"not a readable MATLAB file ({type(exc).__name__}: {exc})",
-                       hint) from None
+        raise _corrupt(
+            path, f"not a readable MATLAB file ({type(exc).__name__}: {exc})", hint
+        ) from None
     for key in ("X", "y"):
         if key not in mat:
             raise _corrupt(path, f"no variable '{key}'", hint)
     x, y = mat["X"], np.asarray(mat["y"]).reshape(-1)
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.size:
-        raise _corrupt(path, f"X has shape {x.shape} and y {y.size} labels, expected "
-                       "32x32x3xN with N labels", hint)
+        raise _corrupt(
+            path,
+            f"X has shape {x.shape} and y {y.size} labels, expected 32x32x3xN with N labels",
+            hint,
+        )
     if y.size and (y.min() < 1 or y.max() > 10):
         raise _corrupt(path, f"labels span {int(y.min())}..{int(y.max())}, expected 1..10", hint)
     y = y.astype(np.int64) % 10

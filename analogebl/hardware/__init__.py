@@ -12,5 +12,14 @@ from analogebl.hardware.devices import DeviceArray, DeviceParams
 from analogebl.hardware.profile import HardwareProfile, list_profiles, load_profile
 from analogebl.hardware.quantize import state_quantizers
 
-__all__ = ["Crossbars", "DeviceArray", "DeviceParams", "HardwareProfile", "UpdateStats",
-           "device_params", "list_profiles", "load_profile", "state_quantizers"]
+__all__ = [
+    "Crossbars",
+    "DeviceArray",
+    "DeviceParams",
+    "HardwareProfile",
+    "UpdateStats",
+    "device_params",
+    "list_profiles",
+    "load_profile",
+    "state_quantizers",
+]

@@ -57,24 +57,43 @@ def device_params(prof: HardwareProfile) -> DeviceParams:
         kd, gd = exp_saturating_k_gamma(g("update", "a_norm_down"), n)
         k_up, k_down = k_up * ku, k_down * kd
     return DeviceParams(
-        model, g("conductance", "g_min_S"), g("conductance", "g_max_S"), n, k_up, k_down, gu,
-        gd, g("update", "asymmetry"),
-        tuple(g("update", k) for k in ("exp_a", "exp_b", "exp_gamma_up", "exp_gamma_down",
-                                       "exp_A_up", "exp_A_down")),
-        g("variability", "c2c_std"), g("variability", "c2c_mode"),
-        g("variability", "write_noise_std"), g("variability", "dtod_step_std"),
-        g("variability", "dtod_step_lognormal"), g("variability", "dtod_asymmetry_std"),
-        g("variability", "dtod_bounds_std"), g("variability", "dtod_gamma_std"),
-        g("faults", "stuck_prob"), g("faults", "stuck_mode"), g("faults", "stuck_on_fraction"),
-        g("retention", "drift_model"), g("retention", "drift_nu"),
-        g("retention", "drift_nu_std"), g("retention", "drift_t0_sec"))
+        model,
+        g("conductance", "g_min_S"),
+        g("conductance", "g_max_S"),
+        n,
+        k_up,
+        k_down,
+        gu,
+        gd,
+        g("update", "asymmetry"),
+        tuple(
+            g("update", k)
+            for k in ("exp_a", "exp_b", "exp_gamma_up", "exp_gamma_down", "exp_A_up", "exp_A_down")
+        ),
+        g("variability", "c2c_std"),
+        g("variability", "c2c_mode"),
+        g("variability", "write_noise_std"),
+        g("variability", "dtod_step_std"),
+        g("variability", "dtod_step_lognormal"),
+        g("variability", "dtod_asymmetry_std"),
+        g("variability", "dtod_bounds_std"),
+        g("variability", "dtod_gamma_std"),
+        g("faults", "stuck_prob"),
+        g("faults", "stuck_mode"),
+        g("faults", "stuck_on_fraction"),
+        g("retention", "drift_model"),
+        g("retention", "drift_nu"),
+        g("retention", "drift_nu_std"),
+        g("retention", "drift_t0_sec"),
+    )
 
 
 class Crossbars:
     """Device pairs of every parameter; converts updates to pulses (see module docstring)."""
 
-    def __init__(self, prof: HardwareProfile, params: dict[str, np.ndarray],
-                 rng: np.random.Generator):
+    def __init__(
+        self, prof: HardwareProfile, params: dict[str, np.ndarray], rng: np.random.Generator
+    ):
         self.profile = prof
         self.differential = prof.get("conductance", "mapping") == "differential"
         self.names = list(params)
@@ -117,8 +136,11 @@ class Crossbars:
             return None
         if not self.differential:
             return {k: rel * np.abs(v) for k, v in self.w.items()}
-        return {k: np.sqrt((rel * a.visible) ** 2 + (rel * b.visible) ** 2 + 2 * ab * ab)
-                / self.g_unit[k] for k, (a, b) in self.pairs.items()}
+        return {
+            k: np.sqrt((rel * a.visible) ** 2 + (rel * b.visible) ** 2 + 2 * ab * ab)
+            / self.g_unit[k]
+            for k, (a, b) in self.pairs.items()
+        }
 
     # ------------------------------------------------------------------ updates
     def apply(self, delta_w: dict[str, np.ndarray], rng: np.random.Generator) -> UpdateStats:
@@ -170,10 +192,12 @@ class Crossbars:
         for dev in (plus, minus):
             lvl = reset + sd * rng.standard_normal(dev.G.shape)
             dev.G = np.where(need, np.clip(lvl, dev.g_lo, dev.g_hi), dev.G)
-        n_p = np.where(need, pulse_counts(np.maximum(diff, 0), plus.nominal_up,
-                                          "stochastic", 0, rng), 0)
-        n_m = np.where(need, pulse_counts(np.maximum(-diff, 0), minus.nominal_up,
-                                          "stochastic", 0, rng), 0)
+        n_p = np.where(
+            need, pulse_counts(np.maximum(diff, 0), plus.nominal_up, "stochastic", 0, rng), 0
+        )
+        n_m = np.where(
+            need, pulse_counts(np.maximum(-diff, 0), minus.nominal_up, "stochastic", 0, rng), 0
+        )
         energy = self._pulse_energy(plus, n_p, True) + self._pulse_energy(minus, n_m, True)
         plus.pulse(n_p, True, rng)
         minus.pulse(n_m, True, rng)
@@ -192,7 +216,7 @@ class Crossbars:
         v = self.profile.get("energy", "v_read_V")
         a, b = (x.visible for x in self.pairs[name])
         vi, vj = pre.reshape(len(pre), -1) * v, post.reshape(len(post), -1) * v
-        vi2, vj2 = (vi ** 2).mean(0), (vj ** 2).mean(0)
+        vi2, vj2 = (vi**2).mean(0), (vj**2).mean(0)
         cross = np.einsum("ni,ij,nj->", vi, a - b, vj) / len(vi)
         return float(vi2 @ (a + b).sum(1) + (a + b).sum(0) @ vj2 - 2 * cross)
 
@@ -213,5 +237,4 @@ class Crossbars:
         for k, (a, b) in self.pairs.items():
             for side, dev in (("plus", a), ("minus", b)):
                 pre = f"{side}/{k}/"
-                dev.load_state_dict({n[len(pre):]: v for n, v in d.items()
-                                     if n.startswith(pre)})
+                dev.load_state_dict({n[len(pre) :]: v for n, v in d.items() if n.startswith(pre)})

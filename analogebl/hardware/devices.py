@@ -83,7 +83,7 @@ class DeviceArray:
         z = np.zeros(shape)
         d = p.step_S
         if p.dtod_step_lognormal and p.dtod_step_std > 0:
-            s = math.sqrt(math.log1p(p.dtod_step_std ** 2))
+            s = math.sqrt(math.log1p(p.dtod_step_std**2))
             g = rng.lognormal(-s * s / 2, s, shape)
         else:
             g = 1.0 + p.dtod_step_std * rng.standard_normal(shape)
@@ -107,10 +107,12 @@ class DeviceArray:
         self.g_lo, self.g_hi = np.maximum(np.minimum(lo, hi), 0.0), np.maximum(lo, hi)
         self.stuck = rng.random(shape) < p.stuck_prob
         if self.stuck.any():
-            lvl = {"g_min": self.g_lo, "g_max": self.g_hi,
-                   "random": self.g_lo + rng.random(shape) * (self.g_hi - self.g_lo),
-                   "mixed": np.where(rng.random(shape) < p.stuck_on_fraction, self.g_hi,
-                                     self.g_lo)}[p.stuck_mode]
+            lvl = {
+                "g_min": self.g_lo,
+                "g_max": self.g_hi,
+                "random": self.g_lo + rng.random(shape) * (self.g_hi - self.g_lo),
+                "mixed": np.where(rng.random(shape) < p.stuck_on_fraction, self.g_hi, self.g_lo),
+            }[p.stuck_mode]
             self.stuck_level = np.where(self.stuck, lvl, 0.0)
             for arr in (self.d_up, self.d_down):
                 arr[self.stuck] = 0.0
@@ -169,8 +171,9 @@ class DeviceArray:
             return self.d_up * np.maximum(0.0, 1.0 - A_up * np.exp(g_up * z))
         return self.d_down * np.maximum(0.0, 1.0 - A_down * np.exp(-g_down * z))
 
-    def pulse(self, n: np.ndarray, up: bool, rng: np.random.Generator,
-              per_pulse: bool = False) -> None:
+    def pulse(
+        self, n: np.ndarray, up: bool, rng: np.random.Generator, per_pulse: bool = False
+    ) -> None:
         """Apply ``n`` (integer array) pulses in one direction to every device.
 
         Affine models use the O(1) formula with one Gaussian per device for the
@@ -202,18 +205,23 @@ class DeviceArray:
         else:
             q, b = self._affine(up)
             G0, nf = self.G, n.astype(float)
-            qn = q ** nf
+            qn = q**nf
             lin = np.abs(1.0 - q) < 1e-12
             with np.errstate(divide="ignore", invalid="ignore"):
                 mean = np.where(lin, G0 + nf * b, qn * G0 + b * (1.0 - qn) / (1.0 - q))
                 if p.c2c_mode == "multiplicative":
-                    last = np.abs((q - 1.0) * (q ** np.maximum(nf - 1, 0)) * G0
-                                  + b * q ** np.maximum(nf - 1, 0))
+                    last = np.abs(
+                        (q - 1.0) * (q ** np.maximum(nf - 1, 0)) * G0
+                        + b * q ** np.maximum(nf - 1, 0)
+                    )
                     std = p.c2c_std * np.sqrt(nf) * last
                 else:
                     q2 = q * q
-                    std = p.c2c_std * p.step_S * np.sqrt(
-                        np.where(np.abs(1 - q2) < 1e-12, nf, (1 - qn * qn) / (1 - q2)))
+                    std = (
+                        p.c2c_std
+                        * p.step_S
+                        * np.sqrt(np.where(np.abs(1 - q2) < 1e-12, nf, (1 - qn * qn) / (1 - q2)))
+                    )
             if p.c2c_std > 0:
                 mean = mean + std * rng.standard_normal(G0.shape)
             self.G = np.where(hit, np.clip(mean, self.g_lo, self.g_hi), G0)
@@ -242,12 +250,27 @@ class DeviceArray:
             return
         t0 = self.p.drift_t0_sec
         self.drift = self.drift * ((self.age_sec + seconds + t0) / (self.age_sec + t0)) ** (
-            -self.nu)
+            -self.nu
+        )
         self.age_sec = self.age_sec + seconds
 
     # ------------------------------------------------------------------ checkpoints
-    _STATE = ("G", "noise", "drift", "age_sec", "nu", "d_up", "d_down", "gamma_up",
-              "gamma_down", "g_lo", "g_hi", "stuck", "stuck_level", "_nu_rng_draw")
+    _STATE = (
+        "G",
+        "noise",
+        "drift",
+        "age_sec",
+        "nu",
+        "d_up",
+        "d_down",
+        "gamma_up",
+        "gamma_down",
+        "g_lo",
+        "g_hi",
+        "stuck",
+        "stuck_level",
+        "_nu_rng_draw",
+    )
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {k: np.array(getattr(self, k)) for k in self._STATE}

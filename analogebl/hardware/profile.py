@@ -26,17 +26,29 @@ _INF = math.inf
 # table -> key -> (types, default, unit, meaning); enums are tuples of allowed strings
 SCHEMA: dict[str, dict[str, tuple]] = {
     "conductance": {
-        "mapping": (("ideal_signed", "differential"), "ideal_signed", "",
-                    "w = (G+ - G-)/g_unit (differential) or no physical constraint"),
+        "mapping": (
+            ("ideal_signed", "differential"),
+            "ideal_signed",
+            "",
+            "w = (G+ - G-)/g_unit (differential) or no physical constraint",
+        ),
         "g_min_S": (_F, -_INF, "S", "lowest programmable conductance of one device"),
         "g_max_S": (_F, _INF, "S", "highest programmable conductance of one device"),
     },
     "update": {
-        "model": (("ideal", "constant_step", "linear_step", "soft_bounds", "exp_saturating",
-                   "exp_step"), "ideal", "", "per-pulse response (section 3.3)"),
-        "rule": (("optimizer", "plain"), "optimizer", "",
-                 "optimizer: the optimizer's dW (momentum, decay) becomes pulses; plain: "
-                 "dW = -lr * contrast only (hardware-realistic)"),
+        "model": (
+            ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_saturating", "exp_step"),
+            "ideal",
+            "",
+            "per-pulse response (section 3.3)",
+        ),
+        "rule": (
+            ("optimizer", "plain"),
+            "optimizer",
+            "",
+            "optimizer: the optimizer's dW (momentum, decay) becomes pulses; plain: "
+            "dW = -lr * contrast only (hardware-realistic)",
+        ),
         "n_states": (_I, 0, "", "nominal pulses from g_min to g_max (0 = continuous)"),
         "step_scale_up": (_F, 1.0, "", "up-step at u = 0 in units of the nominal step"),
         "step_scale_down": (_F, 1.0, "", "down-step at u = 1 in units of the nominal step"),
@@ -51,8 +63,12 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "exp_gamma_down": (_F, 2.5, "", "exp_step gamma-"),
         "exp_A_up": (_F, 0.0, "", "exp_step A+"),
         "exp_A_down": (_F, 0.0, "", "exp_step A-"),
-        "rounding": (("stochastic", "nearest", "truncate", "none"), "none", "",
-                     "pulse-count rounding"),
+        "rounding": (
+            ("stochastic", "nearest", "truncate", "none"),
+            "none",
+            "",
+            "pulse-count rounding",
+        ),
         "max_pulses": (_I, 0, "", "cap on pulses per update (0 = none)"),
         "unidirectional": (_B, False, "", "potentiation only, pair refreshed (PCM)"),
         "refresh_at": (_F, 0.9, "frac", "refresh a pair when a device passes this of its range"),
@@ -77,14 +93,21 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "read": {
         "noise_rel": (_F, 0.0, "rel", "read noise std relative to G"),
         "noise_abs_S": (_F, 0.0, "S", "additive read noise std"),
-        "model": (("gaussian", "pcm_1f"), "gaussian", "", "read-noise model (both Gaussian "
-                                                             "here)"),
-        "resample": (("per_step", "per_phase", "per_update"), "per_phase", "",
-                     "when read noise is redrawn"),
+        "model": (("gaussian", "pcm_1f"), "gaussian", "", "read-noise model (both Gaussian here)"),
+        "resample": (
+            ("per_step", "per_phase", "per_update"),
+            "per_phase",
+            "",
+            "when read noise is redrawn",
+        ),
     },
     "retention": {
-        "drift_model": (("none", "power_law", "pcm_nandakumar2019"), "none", "",
-                        "G(t) = G(t0) (t/t0)^-nu"),
+        "drift_model": (
+            ("none", "power_law", "pcm_nandakumar2019"),
+            "none",
+            "",
+            "G(t) = G(t0) (t/t0)^-nu",
+        ),
         "drift_nu": (_F, 0.0, "", "drift exponent (power_law)"),
         "drift_nu_std": (_F, 0.0, "", "device spread of nu"),
         "drift_t0_sec": (_F, 20.0, "s", "drift reference time"),
@@ -92,25 +115,37 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "decay_lifetime_sec": (_F, 0.0, "s", "exponential leak (not simulated)"),
         "prog_noise_poly_S": (_L, [], "S", "programming-noise polynomial (not simulated)"),
     },
-    "array": {k: (t, d, u, "array parasitics (recorded; not simulated)") for k, t, d, u in (
-        ("tile_rows", _I, 0, ""), ("tile_cols", _I, 0, ""), ("r_wire_ohm", _F, 0.0, "ohm"),
-        ("r_row_terminal_ohm", _F, 0.0, "ohm"), ("r_col_terminal_ohm", _F, 0.0, "ohm"),
-        ("access", _S, "1T1R", ""), ("r_access_ohm", _F, 0.0, "ohm"),
-        ("i_col_max_A", _F, 0.0, "A"))},
+    "array": {
+        k: (t, d, u, "array parasitics (recorded; not simulated)")
+        for k, t, d, u in (
+            ("tile_rows", _I, 0, ""),
+            ("tile_cols", _I, 0, ""),
+            ("r_wire_ohm", _F, 0.0, "ohm"),
+            ("r_row_terminal_ohm", _F, 0.0, "ohm"),
+            ("r_col_terminal_ohm", _F, 0.0, "ohm"),
+            ("access", _S, "1T1R", ""),
+            ("r_access_ohm", _F, 0.0, "ohm"),
+            ("i_col_max_A", _F, 0.0, "A"),
+        )
+    },
     "dac": {
         "bits": (_I, 0, "", "input DAC resolution (0 = exact)"),
-        "v_min_V": (_F, -1.0, "V", "DAC range"), "v_max_V": (_F, 1.0, "V", "DAC range"),
+        "v_min_V": (_F, -1.0, "V", "DAC range"),
+        "v_max_V": (_F, 1.0, "V", "DAC range"),
         "stochastic_rounding": (_B, False, "", "(not simulated)"),
         "noise_V": (_F, 0.0, "V", "(not simulated)"),
     },
     "adc": {
         "bits": (_I, 0, "", "node-voltage ADC resolution (0 = exact)"),
-        "v_min_V": (_F, -1.0, "V", "ADC range"), "v_max_V": (_F, 1.0, "V", "ADC range"),
+        "v_min_V": (_F, -1.0, "V", "ADC range"),
+        "v_max_V": (_F, 1.0, "V", "ADC range"),
         "noise_lsb": (_F, 0.0, "LSB", "(not simulated)"),
         "stochastic_rounding": (_B, False, "", "(not simulated)"),
     },
-    "nudge": {"bits": (_I, 0, "", "(not simulated)"), "i_max_A": (_F, _INF, "A", "(not "
-                                                                               "simulated)")},
+    "nudge": {
+        "bits": (_I, 0, "", "(not simulated)"),
+        "i_max_A": (_F, _INF, "A", "(not simulated)"),
+    },
     "neuron": {
         "kind": (("clip", "diode"), "clip", "", "node nonlinearity (clip = diode clamps)"),
         "v_low_V": (_F, 0.0, "V", "lower clamp voltage"),
@@ -132,8 +167,13 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     },
     "rng": {"device_seed": (_I, 0, "", "device-instance seed (0 = from the study seed)")},
 }
-_PROFILE_KEYS = {"name": _S, "extends": _S, "description": _S, "references": _L,
-                 "schema_version": _I}
+_PROFILE_KEYS = {
+    "name": _S,
+    "extends": _S,
+    "description": _S,
+    "references": _L,
+    "schema_version": _I,
+}
 _UNITS = ("_S", "_V", "_A", "_ohm", "_sec", "_J")
 
 
@@ -155,24 +195,32 @@ def _validate(doc: dict, path) -> dict[str, dict[str, Any]]:
         if table == "profile":
             continue
         if table not in SCHEMA:
-            raise ConfigError(f"unknown table; tables are profile, {', '.join(SCHEMA)}",
-                              path=path, key=table)
+            raise ConfigError(
+                f"unknown table; tables are profile, {', '.join(SCHEMA)}", path=path, key=table
+            )
         if not isinstance(body, dict):
             raise ConfigError("expected a table", path=path, key=table)
         for key, v in body.items():
             dotted = f"{table}.{key}"
             if key not in SCHEMA[table]:
-                raise ConfigError("unknown key" + (_unit_hint(table, key) or
-                                                   f"; known: {', '.join(SCHEMA[table])}"),
-                                  path=path, key=dotted)
+                raise ConfigError(
+                    "unknown key"
+                    + (_unit_hint(table, key) or f"; known: {', '.join(SCHEMA[table])}"),
+                    path=path,
+                    key=dotted,
+                )
             types = SCHEMA[table][key][0]
             if isinstance(types[0], str):
                 if v not in types:
-                    raise ConfigError(f"must be one of {', '.join(types)}, got {v!r}",
-                                      path=path, key=dotted)
+                    raise ConfigError(
+                        f"must be one of {', '.join(types)}, got {v!r}", path=path, key=dotted
+                    )
             elif isinstance(v, bool) and bool not in types or not isinstance(v, types):
-                raise ConfigError(f"expected {'/'.join(t.__name__ for t in types)}, got {v!r}",
-                                  path=path, key=dotted)
+                raise ConfigError(
+                    f"expected {'/'.join(t.__name__ for t in types)}, got {v!r}",
+                    path=path,
+                    key=dotted,
+                )
             out.setdefault(table, {})[key] = float(v) if types is _F else v
     return out
 
@@ -183,17 +231,27 @@ def _check_values(p: dict[str, dict[str, Any]], path) -> None:
 
     c = p["conductance"]
     if not c["g_min_S"] < c["g_max_S"]:
-        bad("conductance.g_min_S", f"g_min_S ({c['g_min_S']}) must be < g_max_S "
-                                   f"({c['g_max_S']})")
+        bad("conductance.g_min_S", f"g_min_S ({c['g_min_S']}) must be < g_max_S ({c['g_max_S']})")
     if c["mapping"] == "differential" and (c["g_min_S"] < 0 or math.isinf(c["g_max_S"])):
         bad("conductance.g_max_S", "a differential pair needs 0 <= g_min_S < g_max_S < inf")
     for table, keys in SCHEMA.items():
         for key in keys:
             v = p[table][key]
             dotted = f"{table}.{key}"
-            if key.endswith(("_std", "_prob", "_rel", "_lsb", "_fraction")) or key in (
-                    "n_states", "max_pulses", "c2c_std", "noise_abs_S", "t_read_sec",
-                    "drift_nu_std", "epoch_interval_sec") or key.startswith("t_write"):
+            if (
+                key.endswith(("_std", "_prob", "_rel", "_lsb", "_fraction"))
+                or key
+                in (
+                    "n_states",
+                    "max_pulses",
+                    "c2c_std",
+                    "noise_abs_S",
+                    "t_read_sec",
+                    "drift_nu_std",
+                    "epoch_interval_sec",
+                )
+                or key.startswith("t_write")
+            ):
                 if isinstance(v, int | float) and v < 0:
                     bad(dotted, f"must be >= 0, got {v}")
             if key == "bits" and not 0 <= v <= 32:
@@ -205,7 +263,7 @@ def _check_values(p: dict[str, dict[str, Any]], path) -> None:
     if not 0 < u["refresh_at"] <= 1:
         bad("update.refresh_at", "must be in (0, 1]")
     if u["model"] != "ideal" and c["mapping"] == "ideal_signed":
-        bad("update.model", "a device model needs conductance.mapping = \"differential\"")
+        bad("update.model", 'a device model needs conductance.mapping = "differential"')
     if u["model"] != "ideal" and u["n_states"] < 1:
         bad("update.n_states", "a device model needs n_states >= 1 (its step size)")
     if u["unidirectional"] and u["model"] == "ideal":
@@ -246,13 +304,14 @@ class HardwareProfile:
     @property
     def is_ideal(self) -> bool:
         """True when nothing differs from the software simulator."""
-        return all(v == SCHEMA[t][k][1] or (t, k) in _INERT
-                   for (t, k), v in self.values)
+        return all(v == SCHEMA[t][k][1] or (t, k) in _INERT for (t, k), v in self.values)
 
     def describe(self) -> list[tuple[str, str, str, str]]:
         """Rows (dotted key, value, unit, meaning) of every field."""
-        return [(f"{t}.{k}", repr(v) if not isinstance(v, str) else v, SCHEMA[t][k][2],
-                 SCHEMA[t][k][3]) for (t, k), v in self.values]
+        return [
+            (f"{t}.{k}", repr(v) if not isinstance(v, str) else v, SCHEMA[t][k][2], SCHEMA[t][k][3])
+            for (t, k), v in self.values
+        ]
 
     def to_toml(self) -> str:
         """The resolved profile as TOML (recorded with results)."""
@@ -267,8 +326,12 @@ class HardwareProfile:
                 return json.dumps(v)
             return repr(v)
 
-        lines = ["[profile]", f"name = {val(self.name)}", f"description = "
-                 f"{val(self.description)}", f"references = {val(list(self.references))}"]
+        lines = [
+            "[profile]",
+            f"name = {val(self.name)}",
+            f"description = {val(self.description)}",
+            f"references = {val(list(self.references))}",
+        ]
         for table in SCHEMA:
             lines.append(f"\n[{table}]")
             lines += [f"{k} = {val(self.get(table, k))}" for k in SCHEMA[table]]
@@ -279,10 +342,20 @@ class HardwareProfile:
 
 
 # fields that describe the circuit but change no simulated number
-_INERT = {("energy", k) for k in SCHEMA["energy"]} | {("array", k) for k in SCHEMA["array"]} | {
-    ("rng", "device_seed"), ("read", "model"), ("read", "resample"), ("neuron", "v_low_V"),
-    ("neuron", "v_high_V"), ("neuron", "kind"), ("retention", "drift_t0_sec"),
-    ("update", "rule")}
+_INERT = (
+    {("energy", k) for k in SCHEMA["energy"]}
+    | {("array", k) for k in SCHEMA["array"]}
+    | {
+        ("rng", "device_seed"),
+        ("read", "model"),
+        ("read", "resample"),
+        ("neuron", "v_low_V"),
+        ("neuron", "v_high_V"),
+        ("neuron", "kind"),
+        ("retention", "drift_t0_sec"),
+        ("update", "rule"),
+    }
+)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -300,27 +373,36 @@ def _resolve(name_or_path: str, seen: tuple[str, ...]) -> tuple[dict, Path]:
         raise ConfigError("expected a [profile] table", path=path, key="profile")
     for k, v in head.items():
         if k not in _PROFILE_KEYS:
-            raise ConfigError(f"unknown key; known: {', '.join(_PROFILE_KEYS)}", path=path,
-                              key=f"profile.{k}")
+            raise ConfigError(
+                f"unknown key; known: {', '.join(_PROFILE_KEYS)}", path=path, key=f"profile.{k}"
+            )
         if not isinstance(v, _PROFILE_KEYS[k]) or isinstance(v, bool):
-            raise ConfigError(f"expected {_PROFILE_KEYS[k][0].__name__}, got {v!r}", path=path,
-                              key=f"profile.{k}")
+            raise ConfigError(
+                f"expected {_PROFILE_KEYS[k][0].__name__}, got {v!r}", path=path, key=f"profile.{k}"
+            )
     if "name" not in head:
         raise ConfigError("missing required key", path=path, key="profile.name")
     if head.get("schema_version", 1) != 1:
-        raise ConfigError("unsupported schema_version (this analogebl reads 1)", path=path,
-                          key="profile.schema_version")
+        raise ConfigError(
+            "unsupported schema_version (this analogebl reads 1)",
+            path=path,
+            key="profile.schema_version",
+        )
     _validate(doc, path)
     parent = head.get("extends")
     if parent:
         if parent in seen or parent == head["name"]:
-            raise ConfigError(f"inheritance cycle: {' -> '.join(seen + (parent,))}", path=path,
-                              key="profile.extends")
+            raise ConfigError(
+                f"inheritance cycle: {' -> '.join(seen + (parent,))}",
+                path=path,
+                key="profile.extends",
+            )
         try:
             base, _ = _resolve(parent, seen + (head["name"],))
         except ConfigError as exc:
-            raise ConfigError(f"cannot load parent profile: {exc}", path=path,
-                              key="profile.extends") from None
+            raise ConfigError(
+                f"cannot load parent profile: {exc}", path=path, key="profile.extends"
+            ) from None
         base.pop("profile", None)
         doc = _merge(base, doc)
     return doc, path
@@ -331,13 +413,20 @@ def load_profile(name_or_path: str) -> HardwareProfile:
     doc, path = _resolve(name_or_path, ())
     head = doc["profile"]
     given = _validate(doc, path)
-    full = {t: {k: given.get(t, {}).get(k, spec[1]) for k, spec in keys.items()}
-            for t, keys in SCHEMA.items()}
+    full = {
+        t: {k: given.get(t, {}).get(k, spec[1]) for k, spec in keys.items()}
+        for t, keys in SCHEMA.items()
+    }
     _check_values(full, path)
     values = tuple(((t, k), full[t][k]) for t in SCHEMA for k in SCHEMA[t])
-    return HardwareProfile(head["name"], head.get("description", ""),
-                           tuple(head.get("references", ())), values, str(path),
-                           head.get("extends"))
+    return HardwareProfile(
+        head["name"],
+        head.get("description", ""),
+        tuple(head.get("references", ())),
+        values,
+        str(path),
+        head.get("extends"),
+    )
 
 
 def list_profiles() -> dict[str, str]:

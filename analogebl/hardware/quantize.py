@@ -19,8 +19,9 @@ __all__ = ["OUTPUT_RANGE", "state_quantizers"]
 OUTPUT_RANGE = (-1.0, 2.0)
 
 
-def state_quantizers(prof: HardwareProfile, num_layers: int, mean, std
-                     ) -> list[StateQuantizer | None] | None:
+def state_quantizers(
+    prof: HardwareProfile, num_layers: int, mean, std
+) -> list[StateQuantizer | None] | None:
     """One quantizer (or ``None``) per layer; ``None`` when neither converter quantizes."""
     dac, adc = prof.get("dac", "bits"), prof.get("adc", "bits")
     if not dac and not adc:

@@ -18,8 +18,9 @@ __all__ = ["contrastive_update", "estimate", "rule_states"]
 Array = Any
 
 
-def contrastive_update(backend: Backend, state1: list[Array], state2: list[Array],
-                       beta1: float, beta2: float) -> dict[str, Array]:
+def contrastive_update(
+    backend: Backend, state1: list[Array], state2: list[Array], beta1: float, beta2: float
+) -> dict[str, Array]:
     """The local contrastive estimate of ``dLoss/dtheta``.
 
     ``g = [dE/dtheta(s2) - dE/dtheta(s1)] / (beta2 - beta1)``. For a coupling between layers
@@ -32,26 +33,35 @@ def contrastive_update(backend: Backend, state1: list[Array], state2: list[Array
     return {k: (g2[k] - g1[k]) * inv for k in g1}
 
 
-def rule_states(backend: Backend, rule: EquilibriumPropagation | ContrastiveLearning,
-                free_state: list[Array], target: Array,
-                schedule: str = "async") -> tuple[list[Array], list[Array]]:
+def rule_states(
+    backend: Backend,
+    rule: EquilibriumPropagation | ContrastiveLearning,
+    free_state: list[Array],
+    target: Array,
+    schedule: str = "async",
+) -> tuple[list[Array], list[Array]]:
     """The rule's two states, each relaxed for ``rule.iterations`` from ``free_state``."""
     out = []
     for b in rule.betas:
         if isinstance(rule, EquilibriumPropagation):
-            s = backend.relax(free_state, rule.iterations, schedule, beta=b,
-                              target=target if b != 0.0 else None)
+            s = backend.relax(
+                free_state, rule.iterations, schedule, beta=b, target=target if b != 0.0 else None
+            )
         else:
             o = free_state[-1]
-            s = backend.relax(free_state, rule.iterations, schedule,
-                              clamp=o + b * (target - o))
+            s = backend.relax(free_state, rule.iterations, schedule, clamp=o + b * (target - o))
         out.append(s)
     return out[0], out[1]
 
 
-def estimate(backend: Backend, rule: Rule, free_state: list[Array], target: Array,
-             schedule: str = "async",
-             observer=None) -> tuple[dict[str, Array], list[Array]]:
+def estimate(
+    backend: Backend,
+    rule: Rule,
+    free_state: list[Array],
+    target: Array,
+    schedule: str = "async",
+    observer=None,
+) -> tuple[dict[str, Array], list[Array]]:
     """Estimate ``dLoss/dtheta`` (same sign as the true gradient) with ``rule``.
 
     Returns the gradient (backend arrays, batch mean) and the state the rule ended in (the

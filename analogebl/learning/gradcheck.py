@@ -41,10 +41,17 @@ def _active_set_changes(b, s0, s1) -> int:
     return n
 
 
-def check_gradients(net: Network, rules: list[str], *, batch_size: int = 4, seed: int = 0,
-                    betas: list[float] | None = None, iterations: int = 2000,
-                    backprop_iterations: list[int] | None = None,
-                    tol: float = 1e-13) -> dict[str, Any]:
+def check_gradients(
+    net: Network,
+    rules: list[str],
+    *,
+    batch_size: int = 4,
+    seed: int = 0,
+    betas: list[float] | None = None,
+    iterations: int = 2000,
+    backprop_iterations: list[int] | None = None,
+    tol: float = 1e-13,
+) -> dict[str, Any]:
     """Compare each rule's estimate with the implicit gradient on random data.
 
     Inputs ``x ~ N(0, 1)`` and uniform random labels from ``seed``. The free phase is relaxed
@@ -66,9 +73,14 @@ def check_gradients(net: Network, rules: list[str], *, batch_size: int = 4, seed
     exact = {k: b.to_numpy(v) for k, v in exact_b.items()}
     betas = betas or [float(v) for v in np.logspace(-3, -1, 5)]
     backprop_iterations = backprop_iterations or [5, 15, 50, 200]
-    out: dict[str, Any] = {"circuit": net.circuit.name, "backend": b.name, "dtype": b.dtype,
-                           "free_residual": b.residual(free), "implicit_solve_residual": cg_res,
-                           "rules": {}}
+    out: dict[str, Any] = {
+        "circuit": net.circuit.name,
+        "backend": b.name,
+        "dtype": b.dtype,
+        "free_residual": b.residual(free),
+        "implicit_solve_residual": cg_res,
+        "rules": {},
+    }
     for name in rules:
         entry: dict[str, Any] = {}
         if name in ("tbp", "rbp"):
@@ -89,8 +101,9 @@ def check_gradients(net: Network, rules: list[str], *, batch_size: int = 4, seed
                 e, c = compare({k: b.to_numpy(v) for k, v in g.items()}, exact)
                 errs.append(e)
                 coss.append(c)
-                flips.append(sum(_active_set_changes(b, free, s)
-                                 for s in rule_states(b, rule, free, target)))
+                flips.append(
+                    sum(_active_set_changes(b, free, s) for s in rule_states(b, rule, free, target))
+                )
             # hard-sigmoid units that cross a clamp between the free and the nudged state
             # make E non-smooth along the path: the O(beta)/O(beta^2) theory holds only
             # where this is 0.
@@ -103,10 +116,20 @@ def check_gradients(net: Network, rules: list[str], *, batch_size: int = 4, seed
     return out
 
 
-def check_model_gradients(model: str, rules: list[str], *, hidden: int = 16, inputs: int = 12,
-                          classes: int = 4, batch_size: int = 4, seed: int = 0,
-                          betas: list[float] | None = None, iterations: int = 3000,
-                          points: int = 4, tol: float = 1e-14) -> dict[str, Any]:
+def check_model_gradients(
+    model: str,
+    rules: list[str],
+    *,
+    hidden: int = 16,
+    inputs: int = 12,
+    classes: int = 4,
+    batch_size: int = 4,
+    seed: int = 0,
+    betas: list[float] | None = None,
+    iterations: int = 3000,
+    points: int = 4,
+    tol: float = 1e-14,
+) -> dict[str, Any]:
     """The same check for a recurrent model (float64 torch, random data from ``seed``).
 
     ``d_ep`` is checked on the model with directed (non-symmetric) couplings, where it is
@@ -127,14 +150,18 @@ def check_model_gradients(model: str, rules: list[str], *, hidden: int = 16, inp
     betas = betas or [float(v) for v in np.logspace(-3, -1, 5)]
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, inputs, dtype=torch.float64, generator=gen)
-    y = torch.nn.functional.one_hot(torch.randint(0, classes, (batch_size,), generator=gen),
-                                    classes).double()
+    y = torch.nn.functional.one_hot(
+        torch.randint(0, classes, (batch_size,), generator=gen), classes
+    ).double()
     cache: dict[bool, tuple] = {}
 
     def setup(symmetric: bool):
         if symmetric not in cache:
-            m = RecurrentModel(ModelSpec(model, inputs, hidden, classes, symmetric=symmetric),
-                               "float64", rng=np.random.default_rng(seed))
+            m = RecurrentModel(
+                ModelSpec(model, inputs, hidden, classes, symmetric=symmetric),
+                "float64",
+                rng=np.random.default_rng(seed),
+            )
             free = m.relax(x, iterations, tol)
             exact = implicit_gradient(m, x, y, free.h)
             cache[symmetric] = (m, free, {k: v.numpy() for k, v in exact.items()})
@@ -151,8 +178,18 @@ def check_model_gradients(model: str, rules: list[str], *, hidden: int = 16, inp
                 gs = [bptt_gradient(m, x, y, n) for n in steps]
             else:
                 entry["betas"] = betas
-                gs = [model_estimate(m, make_model_rule(name, b, iterations, points=points),
-                                     x, y, free.h, iterations, tol)[0] for b in betas]
+                gs = [
+                    model_estimate(
+                        m,
+                        make_model_rule(name, b, iterations, points=points),
+                        x,
+                        y,
+                        free.h,
+                        iterations,
+                        tol,
+                    )[0]
+                    for b in betas
+                ]
         except ConfigError as exc:
             out["rules"][name] = {"error": str(exc)}
             continue

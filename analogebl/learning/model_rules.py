@@ -36,8 +36,17 @@ from analogebl.errors import ConfigError
 from analogebl.learning.rules import EquilibriumPropagation
 from analogebl.models.recurrent import RecurrentModel
 
-__all__ = ["MODEL_RULES", "BPTT", "DirectedEP", "FiniteNudgeEP", "HolomorphicEP",
-           "VectorFieldEP", "implicit_gradient", "make_model_rule", "model_estimate"]
+__all__ = [
+    "MODEL_RULES",
+    "BPTT",
+    "DirectedEP",
+    "FiniteNudgeEP",
+    "HolomorphicEP",
+    "VectorFieldEP",
+    "implicit_gradient",
+    "make_model_rule",
+    "model_estimate",
+]
 
 MODEL_RULES = ("p_ep", "n_ep", "c_ep", "vf_ep", "d_ep", "h_ep", "fn_ep", "bptt")
 Tensor = torch.Tensor
@@ -95,13 +104,21 @@ class BPTT:
     name: str = "bptt"
 
 
-def make_model_rule(name: str, beta: float | None, iterations: int, *,
-                    points: int = 4, homeostasis: float = 0.0, temperature: float = 0.0):
+def make_model_rule(
+    name: str,
+    beta: float | None,
+    iterations: int,
+    *,
+    points: int = 4,
+    homeostasis: float = 0.0,
+    temperature: float = 0.0,
+):
     """A rule for a recurrent model by name (see :data:`MODEL_RULES`)."""
     b = 0.22 if beta is None else float(beta)
     if name in ("p_ep", "n_ep", "c_ep"):
-        return EquilibriumPropagation({"p": "positive", "n": "negative", "c": "centered"}[
-            name[0]], b, iterations)
+        return EquilibriumPropagation(
+            {"p": "positive", "n": "negative", "c": "centered"}[name[0]], b, iterations
+        )
     if not b > 0:
         raise ConfigError(f"beta must be > 0, got {b}", key="rule.beta")
     if name == "vf_ep":
@@ -116,27 +133,38 @@ def make_model_rule(name: str, beta: float | None, iterations: int, *,
         return FiniteNudgeEP(b, temperature, iterations=iterations)
     if name == "bptt":
         return BPTT()
-    raise ConfigError(f"rule {name!r} does not train recurrent models; choose from "
-                      f"{', '.join(MODEL_RULES)}", key="rule.name")
+    raise ConfigError(
+        f"rule {name!r} does not train recurrent models; choose from {', '.join(MODEL_RULES)}",
+        key="rule.name",
+    )
 
 
 def check_rule_applies(rule, model: RecurrentModel) -> None:
     """Raise ``ConfigError`` when the rule's theory does not cover the model."""
     s = model.spec
     if not s.recurrent and not isinstance(rule, BPTT):
-        raise ConfigError(f"{s.name} is a feed-forward baseline: train it with bptt "
-                          f"(backprop), not {rule.name}", key="rule.name")
+        raise ConfigError(
+            f"{s.name} is a feed-forward baseline: train it with bptt (backprop), not {rule.name}",
+            key="rule.name",
+        )
     if isinstance(rule, EquilibriumPropagation) and not s.has_energy:
-        raise ConfigError(f"{rule.name} needs an energy; {s.name}"
-                          + ("" if s.name == "modern_eqprop" else " with symmetric = false")
-                          + " has none: use vf_ep or d_ep", key="rule.name")
+        raise ConfigError(
+            f"{rule.name} needs an energy; {s.name}"
+            + ("" if s.name == "modern_eqprop" else " with symmetric = false")
+            + " has none: use vf_ep or d_ep",
+            key="rule.name",
+        )
     if isinstance(rule, HolomorphicEP) and not s.analytic:
-        raise ConfigError(f"h_ep needs a holomorphic energy (analytic activations); {s.name}"
-                          + ("" if s.name == "modern_eqprop" else " with symmetric = false")
-                          + " has none", key="rule.name")
+        raise ConfigError(
+            f"h_ep needs a holomorphic energy (analytic activations); {s.name}"
+            + ("" if s.name == "modern_eqprop" else " with symmetric = false")
+            + " has none",
+            key="rule.name",
+        )
     if isinstance(rule, FiniteNudgeEP) and not s.has_energy:
-        raise ConfigError(f"fn_ep needs an energy (a Gibbs ensemble); {s.name} has none",
-                          key="rule.name")
+        raise ConfigError(
+            f"fn_ep needs an energy (a Gibbs ensemble); {s.name} has none", key="rule.name"
+        )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -144,17 +172,26 @@ def _leaf_params(model: RecurrentModel) -> dict[str, Tensor]:
     return {k: v.detach().clone().requires_grad_(True) for k, v in model.params.items()}
 
 
-def _grad(value: Tensor, p: dict[str, Tensor], create_graph: bool = False,
-          retain_graph: bool | None = None) -> dict[str, Tensor]:
+def _grad(
+    value: Tensor,
+    p: dict[str, Tensor],
+    create_graph: bool = False,
+    retain_graph: bool | None = None,
+) -> dict[str, Tensor]:
     keys = list(p)
-    gs = torch.autograd.grad(value, [p[k] for k in keys], allow_unused=True,
-                             create_graph=create_graph, retain_graph=retain_graph)
-    return {k: (torch.zeros_like(p[k]) if g is None else g) for k, g in zip(keys, gs,
-                                                                            strict=True)}
+    gs = torch.autograd.grad(
+        value,
+        [p[k] for k in keys],
+        allow_unused=True,
+        create_graph=create_graph,
+        retain_graph=retain_graph,
+    )
+    return {k: (torch.zeros_like(p[k]) if g is None else g) for k, g in zip(keys, gs, strict=True)}
 
 
-def dF_dtheta(model: RecurrentModel, h: Tensor, x: Tensor, y1h: Tensor,
-              beta: complex) -> dict[str, Tensor]:
+def dF_dtheta(
+    model: RecurrentModel, h: Tensor, x: Tensor, y1h: Tensor, beta: complex
+) -> dict[str, Tensor]:
     """``dF/dtheta`` at state ``h`` (held fixed), ``F = mean_n (E + beta C)``; complex for
     complex ``h``/``beta`` (real and imaginary parts differentiated separately)."""
     p = _leaf_params(model)
@@ -189,8 +226,15 @@ def _cost_param_grad(model: RecurrentModel, h: Tensor, x: Tensor, y1h: Tensor) -
     return _grad(model.cost(h.detach(), y1h, model.effective(p)).mean(), p)
 
 
-def _vf_estimate(model: RecurrentModel, rule: VectorFieldEP, free: Tensor, h1: Tensor,
-                 h2: Tensor, x: Tensor, y1h: Tensor) -> dict[str, Tensor]:
+def _vf_estimate(
+    model: RecurrentModel,
+    rule: VectorFieldEP,
+    free: Tensor,
+    h1: Tensor,
+    h2: Tensor,
+    x: Tensor,
+    y1h: Tensor,
+) -> dict[str, Tensor]:
     b1, b2 = rule.betas
     v = -(h2 - h1).detach() / (b2 - b1)
     p = _leaf_params(model)
@@ -204,8 +248,9 @@ def _vf_estimate(model: RecurrentModel, rule: VectorFieldEP, free: Tensor, h1: T
     return out
 
 
-def _homeostasis_grad(model: RecurrentModel, h: Tensor, x: Tensor,
-                      probes: int = 4) -> dict[str, Tensor]:
+def _homeostasis_grad(
+    model: RecurrentModel, h: Tensor, x: Tensor, probes: int = 4
+) -> dict[str, Tensor]:
     """Gradient of ``mean_n E_v ||(J - J^T) v||^2``, ``J = dmu/dh`` at ``h`` (Rademacher v)."""
     p = _leaf_params(model)
     eff = model.effective(p)
@@ -224,9 +269,16 @@ def _homeostasis_grad(model: RecurrentModel, h: Tensor, x: Tensor,
 
 
 # ---------------------------------------------------------------------- estimates
-def model_estimate(model: RecurrentModel, rule, x: Tensor, y1h: Tensor, free: Tensor,
-                   steps: int, tol: float = 0.0, rng: torch.Generator | None = None
-                   ) -> tuple[dict[str, Tensor], Tensor]:
+def model_estimate(
+    model: RecurrentModel,
+    rule,
+    x: Tensor,
+    y1h: Tensor,
+    free: Tensor,
+    steps: int,
+    tol: float = 0.0,
+    rng: torch.Generator | None = None,
+) -> tuple[dict[str, Tensor], Tensor]:
     """The rule's estimate of ``dL/dtheta`` from the free fixed point ``free``.
 
     Returns the gradient and the state the rule ended in. ``steps``/``tol``: relaxation
@@ -273,8 +325,15 @@ def model_estimate(model: RecurrentModel, rule, x: Tensor, y1h: Tensor, free: Te
     raise TypeError(f"not a model rule: {rule!r}")
 
 
-def gibbs_mean_dF(model: RecurrentModel, rule: FiniteNudgeEP, x: Tensor, y1h: Tensor,
-                  h0: Tensor, beta: float, rng: torch.Generator | None) -> dict[str, Tensor]:
+def gibbs_mean_dF(
+    model: RecurrentModel,
+    rule: FiniteNudgeEP,
+    x: Tensor,
+    y1h: Tensor,
+    h0: Tensor,
+    beta: float,
+    rng: torch.Generator | None,
+) -> dict[str, Tensor]:
     """``<dF/dtheta>`` over ``p(h) ~ exp(-F(h, beta)/T)`` by unadjusted Langevin dynamics
     (chains start at ``h0``; ``burn_in`` steps, then ``samples`` samples one step apart)."""
     eff = {k: v.detach() for k, v in model.effective().items()}
@@ -294,8 +353,7 @@ def gibbs_mean_dF(model: RecurrentModel, rule: FiniteNudgeEP, x: Tensor, y1h: Te
     return {k: v / rule.samples for k, v in acc.items()}
 
 
-def bptt_gradient(model: RecurrentModel, x: Tensor, y1h: Tensor,
-                  steps: int) -> dict[str, Tensor]:
+def bptt_gradient(model: RecurrentModel, x: Tensor, y1h: Tensor, steps: int) -> dict[str, Tensor]:
     """``dL/dtheta`` by backprop through ``steps`` free iterations from zero."""
     p = _leaf_params(model)
     eff = model.effective(p)
@@ -308,8 +366,14 @@ def bptt_gradient(model: RecurrentModel, x: Tensor, y1h: Tensor,
     return _grad(model.cost(h, y1h, eff).mean(), p)
 
 
-def implicit_gradient(model: RecurrentModel, x: Tensor, y1h: Tensor, h_star: Tensor,
-                      iterations: int = 2000, tol: float = 1e-13) -> dict[str, Tensor]:
+def implicit_gradient(
+    model: RecurrentModel,
+    x: Tensor,
+    y1h: Tensor,
+    h_star: Tensor,
+    iterations: int = 2000,
+    tol: float = 1e-13,
+) -> dict[str, Tensor]:
     """Exact ``dL/dtheta`` at the fixed point ``h*`` (implicit function theorem).
 
     ``mu(h*) = 0`` gives ``dL/dtheta = dC/dtheta - (dmu/dtheta)^T lam`` with
@@ -338,4 +402,3 @@ def implicit_gradient(model: RecurrentModel, x: Tensor, y1h: Tensor, h_star: Ten
     g = _grad((mu_p * lam.detach()).sum() / x.shape[0], p)
     cg = _cost_param_grad(model, h_star, x, y1h)
     return {k: cg[k] - g[k] for k in g}
-

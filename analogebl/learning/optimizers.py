@@ -56,13 +56,16 @@ def layer_learning_rates(param_names: list[str], lr: float | list[float]) -> dic
             raise ConfigError(f"learning rate must be > 0, got {lr}", key="optimizer.lr")
         return {n: float(lr) for n in param_names}
     if not all(n[:1] in "Wb" and n[1:].isdigit() for n in param_names):
-        raise ConfigError("per-layer learning rates need circuit parameters (W1, b1, ...); "
-                          "give one rate", key="optimizer.lr")
+        raise ConfigError(
+            "per-layer learning rates need circuit parameters (W1, b1, ...); give one rate",
+            key="optimizer.lr",
+        )
     layers = sorted({int(n[1:]) for n in param_names})
     lr = list(lr)
     if len(lr) != len(layers):
-        raise ConfigError(f"needs one learning rate per layer ({len(layers)}), got {len(lr)}",
-                          key="optimizer.lr")
+        raise ConfigError(
+            f"needs one learning rate per layer ({len(layers)}), got {len(lr)}", key="optimizer.lr"
+        )
     if any(v <= 0 for v in lr):
         raise ConfigError("learning rates must be > 0", key="optimizer.lr")
     return {n: float(lr[layers.index(int(n[1:]))]) for n in param_names}
@@ -76,8 +79,9 @@ class SGD:
 
     def __init__(self, lrs: dict[str, float], momentum: float = 0.9, weight_decay: float = 0.0):
         if not 0.0 <= momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum}",
-                              key="optimizer.momentum")
+            raise ConfigError(
+                f"momentum must be in [0, 1), got {momentum}", key="optimizer.momentum"
+            )
         if weight_decay < 0:
             raise ConfigError("weight_decay must be >= 0", key="optimizer.weight_decay")
         self.base_lrs = dict(lrs)
@@ -105,8 +109,9 @@ class SGD:
 
     def load_state(self, state: dict[str, Array], scalars: dict[str, float]) -> None:
         """Inverse of :meth:`state` (plus :meth:`scalars`)."""
-        self.velocity = {k.split("/", 1)[1]: v for k, v in state.items()
-                         if k.startswith("velocity/")}
+        self.velocity = {
+            k.split("/", 1)[1]: v for k, v in state.items() if k.startswith("velocity/")
+        }
 
     def scalars(self) -> dict[str, float]:
         return {}
@@ -119,8 +124,14 @@ class Adam:
     ``theta <- theta - lr * m_hat / (sqrt(v_hat) + eps)``.
     """
 
-    def __init__(self, lrs: dict[str, float], betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False):
+    def __init__(
+        self,
+        lrs: dict[str, float],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ):
         self.base_lrs = dict(lrs)
         self.lrs = dict(lrs)  # current rates (a schedule rewrites them each epoch)
         self.b1, self.b2 = betas
@@ -142,10 +153,16 @@ class Adam:
             p = params[name]
             if self.weight_decay and not self.decoupled:
                 g = g + self.weight_decay * p
-            m = g * (1 - self.b1) if name not in self.m else self.m[name] * self.b1 + g * (
-                1 - self.b1)
-            v = g * g * (1 - self.b2) if name not in self.v else self.v[name] * self.b2 + (
-                g * g) * (1 - self.b2)
+            m = (
+                g * (1 - self.b1)
+                if name not in self.m
+                else self.m[name] * self.b1 + g * (1 - self.b1)
+            )
+            v = (
+                g * g * (1 - self.b2)
+                if name not in self.v
+                else self.v[name] * self.b2 + (g * g) * (1 - self.b2)
+            )
             self.m[name], self.v[name] = m, v
             upd = (m / c1) / ((v / c2) ** 0.5 + self.eps)
             if self.weight_decay and self.decoupled:
@@ -154,8 +171,10 @@ class Adam:
 
     def state(self) -> dict[str, Array]:
         """Optimizer state as ``kind/param -> array`` (checkpoints)."""
-        return {**{f"m/{k}": v for k, v in self.m.items()},
-                **{f"v/{k}": v for k, v in self.v.items()}}
+        return {
+            **{f"m/{k}": v for k, v in self.m.items()},
+            **{f"v/{k}": v for k, v in self.v.items()},
+        }
 
     def load_state(self, state: dict[str, Array], scalars: dict[str, float]) -> None:
         """Inverse of :meth:`state` (plus :meth:`scalars`)."""
@@ -205,23 +224,38 @@ class OrthogonalOptimizer:
         Draws Dion's initial right factors ``Q``.
     """
 
-    def __init__(self, name: str, lrs: dict[str, float], routes: dict[str, str], *,
-                 momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5,
-                 weight_decay: float = 0.0, spectral_cap: float = 0.0,
-                 capped: set[str] | frozenset = frozenset(), rank_frac: float = 0.25,
-                 kfac: set[str] | frozenset = frozenset(), kfac_decay: float = 0.95,
-                 damping: float = 1e-2, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, cap_iterations: int = 3,
-                 rng: np.random.Generator | None = None):
+    def __init__(
+        self,
+        name: str,
+        lrs: dict[str, float],
+        routes: dict[str, str],
+        *,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        weight_decay: float = 0.0,
+        spectral_cap: float = 0.0,
+        capped: set[str] | frozenset = frozenset(),
+        rank_frac: float = 0.25,
+        kfac: set[str] | frozenset = frozenset(),
+        kfac_decay: float = 0.95,
+        damping: float = 1e-2,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        cap_iterations: int = 3,
+        rng: np.random.Generator | None = None,
+    ):
         bad = {k: r for k, r in routes.items() if r not in ("ns", "dion", "adamw")}
         if bad:
             raise ConfigError(f"unknown optimizer route(s) {bad}", key="optimizer.name")
         if not 0.0 <= momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum}",
-                              key="optimizer.momentum")
+            raise ConfigError(
+                f"momentum must be in [0, 1), got {momentum}", key="optimizer.momentum"
+            )
         if not 0.0 < rank_frac <= 1.0:
-            raise ConfigError(f"rank_frac must be in (0, 1], got {rank_frac}",
-                              key="optimizer.rank_frac")
+            raise ConfigError(
+                f"rank_frac must be in (0, 1], got {rank_frac}", key="optimizer.rank_frac"
+            )
         self.name = name
         self.base_lrs = dict(lrs)
         self.lrs = dict(lrs)
@@ -236,16 +270,22 @@ class OrthogonalOptimizer:
         self.eps = eps
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.t = 0
-        self.buf: dict[str, dict[str, Any]] = {k: {} for k in ("mom", "q", "v", "m", "s", "A",
-                                                               "G")}
+        self.buf: dict[str, dict[str, Any]] = {k: {} for k in ("mom", "q", "v", "m", "s", "A", "G")}
         self.last_sigma: dict[str, float] = {}
 
     def lr(self, name: str) -> float:
         return self.lrs[name]
 
     # ------------------------------------------------------------------ K-FAC statistics
-    def observe(self, backend, free_state: list[Array], state1: list[Array],
-                state2: list[Array], beta1: float, beta2: float) -> None:
+    def observe(
+        self,
+        backend,
+        free_state: list[Array],
+        state1: list[Array],
+        state2: list[Array],
+        beta1: float,
+        beta2: float,
+    ) -> None:
         """Update the Kronecker factors from one step's equilibria (batch means).
 
         ``A <- rho A + (1 - rho) a^T a / N`` with ``a`` the pre layer at the free
@@ -396,8 +436,9 @@ class SpectralCap:
         return {**self.inner.state(), **{f"capv/{k}": v for k, v in self.vectors.items()}}
 
     def load_state(self, state: dict[str, Array], scalars: dict[str, float]) -> None:
-        self.inner.load_state({k: v for k, v in state.items() if not k.startswith("capv/")},
-                              scalars)
+        self.inner.load_state(
+            {k: v for k, v in state.items() if not k.startswith("capv/")}, scalars
+        )
         self.vectors = {k[5:]: v for k, v in state.items() if k.startswith("capv/")}
 
     def scalars(self) -> dict[str, float]:
@@ -408,13 +449,25 @@ class SpectralCap:
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon", "smep", "local_ep", "natural_ep", "sdmep")
 
 
-def make_optimizer(name: str, lrs: dict[str, float], shapes: dict[str, tuple[int, ...]],
-                   hidden: set[str], dense: set[str], *, adam_lrs: dict[str, float] | None = None,
-                   momentum: float = 0.9, weight_decay: float = 0.0,
-                   spectral_cap: float | None = None, ns_steps: int = 5,
-                   nesterov: bool = True, rank_frac: float = 0.25,
-                   dion_threshold: int = 50_000, damping: float = 1e-2,
-                   kfac_decay: float = 0.95, rng: np.random.Generator | None = None):
+def make_optimizer(
+    name: str,
+    lrs: dict[str, float],
+    shapes: dict[str, tuple[int, ...]],
+    hidden: set[str],
+    dense: set[str],
+    *,
+    adam_lrs: dict[str, float] | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    spectral_cap: float | None = None,
+    ns_steps: int = 5,
+    nesterov: bool = True,
+    rank_frac: float = 0.25,
+    dion_threshold: int = 50_000,
+    damping: float = 1e-2,
+    kfac_decay: float = 0.95,
+    rng: np.random.Generator | None = None,
+):
     """Build an optimizer by name.
 
     ``sgd``, ``adam`` (L2 decay), ``adamw`` (with ``spectral_cap``: wrapped in
@@ -433,12 +486,16 @@ def make_optimizer(name: str, lrs: dict[str, float], shapes: dict[str, tuple[int
       ``dion_threshold`` entries, NS on the smaller ones, spectral cap (default 0.95).
     """
     if name not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer '{name}'; known: {', '.join(OPTIMIZERS)}",
-                          key="optimizer.name")
+        raise ConfigError(
+            f"unknown optimizer '{name}'; known: {', '.join(OPTIMIZERS)}", key="optimizer.name"
+        )
     weights = {k for k, s in shapes.items() if len(s) in (2, 4)}
     if name in ("sgd", "adam", "adamw"):
-        opt = (SGD(lrs, momentum, weight_decay) if name == "sgd" else
-               Adam(lrs, weight_decay=weight_decay, decoupled=name == "adamw"))
+        opt = (
+            SGD(lrs, momentum, weight_decay)
+            if name == "sgd"
+            else Adam(lrs, weight_decay=weight_decay, decoupled=name == "adamw")
+        )
         return SpectralCap(opt, spectral_cap, weights) if spectral_cap else opt
     ortho = hidden & weights if name == "muon" else weights
     routes = {k: "adamw" for k in shapes}
@@ -450,10 +507,21 @@ def make_optimizer(name: str, lrs: dict[str, float], shapes: dict[str, tuple[int
     if spectral_cap is None:
         spectral_cap = 0.0 if name == "muon" else 0.95
     return OrthogonalOptimizer(
-        name, rates, routes, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-        weight_decay=weight_decay, spectral_cap=spectral_cap, capped=weights,
-        rank_frac=rank_frac, kfac=(dense & weights) if name == "natural_ep" else set(),
-        kfac_decay=kfac_decay, damping=damping, rng=rng)
+        name,
+        rates,
+        routes,
+        momentum=momentum,
+        nesterov=nesterov,
+        ns_steps=ns_steps,
+        weight_decay=weight_decay,
+        spectral_cap=spectral_cap,
+        capped=weights,
+        rank_frac=rank_frac,
+        kfac=(dense & weights) if name == "natural_ep" else set(),
+        kfac_decay=kfac_decay,
+        damping=damping,
+        rng=rng,
+    )
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,9 @@ class _Contrastive:
 
     def __post_init__(self):
         if self.variant not in _VARIANTS:
-            raise ConfigError(f"variant must be one of {_VARIANTS}, got {self.variant!r}",
-                              key="rule.variant")
+            raise ConfigError(
+                f"variant must be one of {_VARIANTS}, got {self.variant!r}", key="rule.variant"
+            )
         if not self.beta > 0:
             raise ConfigError(f"beta must be > 0, got {self.beta}", key="rule.beta")
         if self.iterations < 1:

@@ -32,8 +32,14 @@ class ModelNetwork:
         Relaxation tolerance (max-norm change per step) for early stopping.
     """
 
-    def __init__(self, spec: ModelSpec, dtype: str = "float32", device: str | None = None,
-                 seed: int = 0, tol: float = 1e-4):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        dtype: str = "float32",
+        device: str | None = None,
+        seed: int = 0,
+        tol: float = 1e-4,
+    ):
         from analogebl.plan import derive_rng
 
         self.spec = spec
@@ -110,9 +116,16 @@ class ModelNetwork:
         h = m.relax(self._x(x), iterations, self.tol, eff=eff).h
         return self.to_numpy(m.readout(h, eff)).argmax(axis=1)
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, rule, optimizer,
-                   free_iterations: int = 25, schedule: str = "async",
-                   hardware=None) -> dict[str, float]:
+    def train_step(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        rule,
+        optimizer,
+        free_iterations: int = 25,
+        schedule: str = "async",
+        hardware=None,
+    ) -> dict[str, float]:
         """Free relaxation from zero, the rule's estimate, one optimizer step.
 
         Returns the batch's free-phase cost, error, mean energy (NaN without an energy),
@@ -122,8 +135,10 @@ class ModelNetwork:
         from analogebl.learning.model_rules import check_rule_applies, model_estimate
 
         if hardware is not None:
-            raise ConfigError("hardware profiles apply to crossbar circuits, not to "
-                              f"{self.spec.name}", key="profile")
+            raise ConfigError(
+                f"hardware profiles apply to crossbar circuits, not to {self.spec.name}",
+                key="profile",
+            )
         check_rule_applies(rule, self.model)
         m = self.model
         m.power_iteration()
@@ -134,14 +149,19 @@ class ModelNetwork:
         with torch.no_grad():
             cost = float(m.cost(free.h, y1h, eff).mean())
             pred = m.readout(free.h, eff).argmax(1).cpu().numpy()
-            energy = float(m.energy(free.h, xt, eff).mean()) if self.spec.has_energy \
-                else float("nan")
-        grads, _ = model_estimate(m, rule, xt, y1h, free.h, free_iterations, self.tol,
-                                  self.rng)
+            energy = (
+                float(m.energy(free.h, xt, eff).mean()) if self.spec.has_energy else float("nan")
+            )
+        grads, _ = model_estimate(m, rule, xt, y1h, free.h, free_iterations, self.tol, self.rng)
         optimizer.step(m.params, {k: g.detach() for k, g in grads.items()})
-        return {"cost": cost, "error": float(np.mean(pred != np.asarray(y))),
-                "energy": energy, "residual": free.residual,
-                "relax_steps": float(free.steps), "converged": free.converged}
+        return {
+            "cost": cost,
+            "error": float(np.mean(pred != np.asarray(y))),
+            "energy": energy,
+            "residual": free.residual,
+            "relax_steps": float(free.steps),
+            "converged": free.converged,
+        }
 
     def epoch_diagnostics(self, x: np.ndarray, iterations: int) -> dict[str, float]:
         """``sigma_max`` of every coupling (as the dynamics use it) and the fixed-point map's

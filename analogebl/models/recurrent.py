@@ -75,15 +75,15 @@ class ModelSpec:
 
     def __post_init__(self):
         if self.name not in MODELS:
-            raise ConfigError(f"unknown model {self.name!r}; known: {', '.join(MODELS)}",
-                              key="model.name")
+            raise ConfigError(
+                f"unknown model {self.name!r}; known: {', '.join(MODELS)}", key="model.name"
+            )
         if min(self.n_in, self.n_hidden, self.n_out) < 1:
             raise ConfigError("model sizes must be >= 1", key="model.hidden")
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in (0, 1], got {self.alpha}", key="model.alpha")
         if self.cost not in ("ce", "mse"):
-            raise ConfigError(f"cost must be 'ce' or 'mse', got {self.cost!r}",
-                              key="model.cost")
+            raise ConfigError(f"cost must be 'ce' or 'mse', got {self.cost!r}", key="model.cost")
         if self.spectral_cap is not None and self.spectral_cap <= 0:
             raise ConfigError("spectral_cap must be > 0", key="model.spectral_cap")
 
@@ -141,8 +141,13 @@ class RecurrentModel:
         Draws the initial weights (uniform, fan-in scaled, times ``spec.init_gain``).
     """
 
-    def __init__(self, spec: ModelSpec, dtype: str = "float32", device: str | None = None,
-                 rng: np.random.Generator | None = None):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        dtype: str = "float32",
+        device: str | None = None,
+        rng: np.random.Generator | None = None,
+    ):
         self.spec = spec
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
         self.device = torch.device(device or "cpu")
@@ -158,19 +163,27 @@ class RecurrentModel:
             p.update(W=u((n_h, n_h), n_h), b2=np.zeros(n_h))
         elif s.name == "modern_eqprop":
             n_f = s.ffn_mult * n_h
-            p.update(W1=u((n_h, n_f), n_h), b1=np.zeros(n_f), W2=u((n_f, n_h), n_f),
-                     ln_w=np.ones(n_h), ln_b=np.zeros(n_h))
+            p.update(
+                W1=u((n_h, n_f), n_h),
+                b1=np.zeros(n_f),
+                W2=u((n_f, n_h), n_f),
+                ln_w=np.ones(n_h),
+                ln_b=np.zeros(n_h),
+            )
         else:
             p["W"] = u((n_h, n_h), n_h)
         if s.name == "toroidal_mlp":
             p["g"] = np.array([s.buffer_gain])
         p.update(Wo=u((n_h, s.n_out), n_h), bo=np.zeros(s.n_out))
-        self.params = {k: torch.as_tensor(v, dtype=self.dtype, device=self.device)
-                       for k, v in p.items()}
+        self.params = {
+            k: torch.as_tensor(v, dtype=self.dtype, device=self.device) for k, v in p.items()
+        }
         self.sn_vectors: dict[str, Tensor] = {
-            k: torch.as_tensor(rng.standard_normal(self.params[k].shape[1]), dtype=self.dtype,
-                               device=self.device)
-            for k in self.recurrent_couplings()}
+            k: torch.as_tensor(
+                rng.standard_normal(self.params[k].shape[1]), dtype=self.dtype, device=self.device
+            )
+            for k in self.recurrent_couplings()
+        }
         for v in self.sn_vectors.values():
             v /= torch.linalg.vector_norm(v)
 
@@ -199,8 +212,7 @@ class RecurrentModel:
 
     def _raw(self, k: str, p: dict[str, Tensor]) -> Tensor:
         w = p[k]
-        if k == "W" and self.spec.symmetric and self.spec.name in ("looped_mlp",
-                                                                   "toroidal_mlp"):
+        if k == "W" and self.spec.symmetric and self.spec.name in ("looped_mlp", "toroidal_mlp"):
             w = 0.5 * (w + w.T)
         return w
 
@@ -257,8 +269,14 @@ class RecurrentModel:
         s = self.spec
         return sum(s.buffer_decay ** (j + 1) for j in range(s.buffer_len))
 
-    def step(self, h: Tensor, x: Tensor, eff: dict[str, Tensor], buffer: list[Tensor] | None,
-             nudge: Tensor | None) -> Tensor:
+    def step(
+        self,
+        h: Tensor,
+        x: Tensor,
+        eff: dict[str, Tensor],
+        buffer: list[Tensor] | None,
+        nudge: Tensor | None,
+    ) -> Tensor:
         """One application of ``Phi`` (nudged by ``-beta dC/dh`` when ``nudge`` is given)."""
         a = self.spec.alpha
         if self.spec.name == "mlp":
@@ -279,9 +297,12 @@ class RecurrentModel:
     def energy(self, h: Tensor, x: Tensor, eff: dict[str, Tensor]) -> Tensor:
         """Per-example energy (module doc); analytic in ``h`` (complex states allowed)."""
         if not self.spec.has_energy:
-            raise ConfigError(f"model {self.spec.name}"
-                              + (" with symmetric = false" if self.spec.name != "modern_eqprop"
-                                 else "") + " has no energy function", key="model.name")
+            raise ConfigError(
+                f"model {self.spec.name}"
+                + (" with symmetric = false" if self.spec.name != "modern_eqprop" else "")
+                + " has no energy function",
+                key="model.name",
+            )
         if not h.is_complex():  # tanh saturates to +-1 in float32: keep rho finite
             lim = 1.0 - torch.finfo(h.dtype).eps
             h = torch.clamp(h, -lim, lim)
@@ -291,9 +312,16 @@ class RecurrentModel:
             e = e - 0.5 * eff["g"][0] * self.buffer_constant() * (h * h).sum(1)
         return e
 
-    def relax(self, x: Tensor, steps: int, tol: float = 0.0, h0: Tensor | None = None,
-              beta: complex = 0.0, y1h: Tensor | None = None,
-              eff: dict[str, Tensor] | None = None) -> RelaxResult:
+    def relax(
+        self,
+        x: Tensor,
+        steps: int,
+        tol: float = 0.0,
+        h0: Tensor | None = None,
+        beta: complex = 0.0,
+        y1h: Tensor | None = None,
+        eff: dict[str, Tensor] | None = None,
+    ) -> RelaxResult:
         """Iterate ``Phi`` from ``h0`` (zeros) for up to ``steps``; stop early when every
         example moved less than ``tol`` (max norm). Complex ``beta`` relaxes in complex
         arithmetic (holomorphic EP)."""
@@ -302,16 +330,22 @@ class RecurrentModel:
             if isinstance(beta, complex) and beta.imag == 0.0:
                 beta = beta.real
             cplx = isinstance(beta, complex)
-            dt = (torch.complex128 if self.dtype == torch.float64 else torch.complex64) \
-                if cplx else self.dtype
-            h = (torch.zeros(x.shape[0], self.spec.n_hidden, dtype=dt, device=self.device)
-                 if h0 is None else h0.to(dt))
+            dt = (
+                (torch.complex128 if self.dtype == torch.float64 else torch.complex64)
+                if cplx
+                else self.dtype
+            )
+            h = (
+                torch.zeros(x.shape[0], self.spec.n_hidden, dtype=dt, device=self.device)
+                if h0 is None
+                else h0.to(dt)
+            )
             if cplx:
                 x = x.to(dt)
                 eff = {k: v.to(dt) for k, v in eff.items()}
             if not self.spec.recurrent:  # one feed-forward pass
                 return RelaxResult(self.step(h, x, eff, None, None), 1, 1.0, 0.0)
-            buffer = ([h] * self.spec.buffer_len if self.spec.name == "toroidal_mlp" else None)
+            buffer = [h] * self.spec.buffer_len if self.spec.name == "toroidal_mlp" else None
             delta = torch.full((x.shape[0],), math.inf, device=self.device)
             t = 0
             while t < steps:
@@ -344,8 +378,12 @@ class RecurrentModel:
                 return (1 - a) * z + a * torch.tanh(self.drive(z, x, eff) + buffer_gain * z)
             return self.step(z, x, eff, None, None)
 
-        v = torch.randn(h.shape, dtype=h.dtype, device=h.device,
-                        generator=torch.Generator(device=h.device).manual_seed(0))
+        v = torch.randn(
+            h.shape,
+            dtype=h.dtype,
+            device=h.device,
+            generator=torch.Generator(device=h.device).manual_seed(0),
+        )
         v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True)
         sigma = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
         for _ in range(iterations):

@@ -101,9 +101,15 @@ def build_plan(circuit: Circuit, seed: int = 0) -> Plan:
     for a in params.values():
         a.setflags(write=False)
     couplings = tuple(
-        CouplingPlan(c.name, c.pre, c.post, c.kind.value,
-                     c.pool.value if c.kind is CouplingKind.CONV else "none",
-                     c.padding, c.kernel_size)
+        CouplingPlan(
+            c.name,
+            c.pre,
+            c.post,
+            c.kind.value,
+            c.pool.value if c.kind is CouplingKind.CONV else "none",
+            c.padding,
+            c.kernel_size,
+        )
         for c in circuit.couplings
     )
     bias_names = (None,) + tuple(circuit.bias_name(k) for k in range(1, len(circuit.layers)))

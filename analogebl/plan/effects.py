@@ -75,8 +75,9 @@ class ReadNoise:
 
     def __post_init__(self):
         if self.resample not in READ_NOISE_RESAMPLE:
-            raise ValueError(f"resample must be one of {READ_NOISE_RESAMPLE}, "
-                             f"got {self.resample!r}")
+            raise ValueError(
+                f"resample must be one of {READ_NOISE_RESAMPLE}, got {self.resample!r}"
+            )
         for k, v in self.std.items():
             if np.any(np.asarray(v) < 0):
                 raise ValueError(f"read-noise std of {k} must be >= 0")

@@ -95,8 +95,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def git_sha() -> str:
     """The source tree's git commit (``"unknown"`` outside a checkout)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+            check=False,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -171,9 +177,16 @@ def read_run(path: str | Path) -> RunRecord:
         with h5py.File(path, "r") as f:
             if "meta" not in f or "metrics" not in f:
                 raise ConfigError("not an analogebl run file (no /meta or /metrics)", path=path)
-            meta = {k: (v.decode() if isinstance(v, bytes) else
-                        v.item() if isinstance(v, np.generic) else v)
-                    for k, v in f["meta"].attrs.items()}
+            meta = {
+                k: (
+                    v.decode()
+                    if isinstance(v, bytes)
+                    else v.item()
+                    if isinstance(v, np.generic)
+                    else v
+                )
+                for k, v in f["meta"].attrs.items()
+            }
             config = _text(f["meta/config_toml"])
             profile = _text(f["meta/profile_toml"]) if "profile_toml" in f["meta"] else ""
             circuit = _text(f["meta/circuit_toml"]) if "circuit_toml" in f["meta"] else ""
@@ -181,8 +194,13 @@ def read_run(path: str | Path) -> RunRecord:
             ck = None
             if "checkpoint" in f:
                 g = f["checkpoint"]
-                ck = Checkpoint(int(g.attrs["epoch"]), int(g.attrs["step"]), _read_arrays(g),
-                                json.loads(g.attrs["scalars"]), json.loads(g.attrs["rng"]))
+                ck = Checkpoint(
+                    int(g.attrs["epoch"]),
+                    int(g.attrs["step"]),
+                    _read_arrays(g),
+                    json.loads(g.attrs["scalars"]),
+                    json.loads(g.attrs["rng"]),
+                )
     except ConfigError:
         raise
     except (OSError, KeyError, ValueError) as exc:

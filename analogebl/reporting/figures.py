@@ -71,8 +71,7 @@ class _Writer:
             name = f"{stem}-{i}"
         self._names.add(name)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight",
-                    metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight", metadata={"Software": None})
         self.written.append(atomic_write_bytes(self.out_dir / f"{name}.png", buf.getvalue()))
 
 
@@ -89,21 +88,34 @@ def _curves(w: _Writer, runs: list[RunRecord], profile: str, dataset: str) -> No
         curves = by_rule[rule]
         a = np.full((len(curves), max(len(c) for c in curves)), np.nan)
         for i, c in enumerate(curves):
-            a[i, :len(c)] = c
+            a[i, : len(c)] = c
         count = np.sum(~np.isnan(a), axis=0)
         mean = np.nanmean(a, axis=0)
         ep = np.arange(1, a.shape[1] + 1)
-        (line,) = ax.plot(ep, mean, marker="." if len(ep) < 30 else None,
-                          label=f"{rule_name(rule)} (n={len(curves)})")
+        (line,) = ax.plot(
+            ep,
+            mean,
+            marker="." if len(ep) < 30 else None,
+            label=f"{rule_name(rule)} (n={len(curves)})",
+        )
         two = count >= 2
         if two.any():
             std = np.zeros_like(mean)
             std[two] = np.nanstd(a[:, two], axis=0, ddof=1)
-            ax.fill_between(ep[two], (mean - std)[two], (mean + std)[two],
-                            color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.fill_between(
+                ep[two],
+                (mean - std)[two],
+                (mean + std)[two],
+                color=line.get_color(),
+                alpha=0.2,
+                linewidth=0,
+            )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel="test error (%)",
-           title=f"{dataset_name(dataset)}, profile {profile}: mean ± std over seeds")
+    ax.set(
+        xlabel="epoch",
+        ylabel="test error (%)",
+        title=f"{dataset_name(dataset)}, profile {profile}: mean ± std over seeds",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     w.save(fig, "curves", profile, dataset)
@@ -141,12 +153,21 @@ def _beta(w: _Writer, runs: list[RunRecord], profile: str, dataset: str) -> None
         all_b += bs
         vals = [table[rule][b] for b in bs]
         std = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in vals]
-        ax.errorbar(bs, [float(np.mean(v)) for v in vals], yerr=std, marker="o", capsize=3,
-                    label=rule_name(rule))
+        ax.errorbar(
+            bs,
+            [float(np.mean(v)) for v in vals],
+            yerr=std,
+            marker="o",
+            capsize=3,
+            label=rule_name(rule),
+        )
     if min(all_b) > 0:
         ax.set_xscale("log")
-    ax.set(xlabel="β", ylabel="final test error (%)",
-           title=f"{dataset_name(dataset)}, profile {profile}: mean ± std over seeds")
+    ax.set(
+        xlabel="β",
+        ylabel="final test error (%)",
+        title=f"{dataset_name(dataset)}, profile {profile}: mean ± std over seeds",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     w.save(fig, "beta", profile, dataset)
@@ -171,15 +192,23 @@ def _heatmap(w: _Writer, cells: list[CellStats], dataset: str) -> None:
         i, j = rules.index(r), profiles.index(p)
         dark = hi > lo and (c.test_mean - lo) / (hi - lo) > 0.5
         text = f"{c.test_mean:.1f}" + (f"\n±{c.test_std:.1f}" if c.n > 1 else "")
-        ax.text(j, i, text + ("†" if c.incomplete else ""), ha="center", va="center",
-                fontsize=8, color="white" if dark else "black")
+        ax.text(
+            j,
+            i,
+            text + ("†" if c.incomplete else ""),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if dark else "black",
+        )
     fig.colorbar(im, ax=ax, label="final test error (%)")
     ax.set_title(f"{dataset_name(dataset)}: rules × hardware profiles")
     w.save(fig, "heatmap", dataset)
 
 
-def make_figures(runs: list[RunRecord], out_dir: str | Path,
-                 cells: list[CellStats] | None = None) -> list[Path]:
+def make_figures(
+    runs: list[RunRecord], out_dir: str | Path, cells: list[CellStats] | None = None
+) -> list[Path]:
     """Write every figure the runs allow into ``out_dir`` as PNG (each file atomically).
 
     Parameters
@@ -232,12 +261,17 @@ def _memory_depth(w: _Writer, runs: list[RunRecord]) -> None:
     ax = fig.add_subplot()
     for rule in order_keys(pts, RULE_ORDER):
         depths = sorted(pts[rule])
-        ax.plot(depths, [np.mean(pts[rule][d]) for d in depths], marker="o",
-                label=rule_name(rule))
-    ax.set(xscale="log", xlabel="hidden layers", ylabel="peak memory of one step (MB)",
-           title="memory of a training step vs depth")
-    ax.set_xticks(sorted({d for p in pts.values() for d in p}),
-                  [str(d) for d in sorted({d for p in pts.values() for d in p})])
+        ax.plot(depths, [np.mean(pts[rule][d]) for d in depths], marker="o", label=rule_name(rule))
+    ax.set(
+        xscale="log",
+        xlabel="hidden layers",
+        ylabel="peak memory of one step (MB)",
+        title="memory of a training step vs depth",
+    )
+    ax.set_xticks(
+        sorted({d for p in pts.values() for d in p}),
+        [str(d) for d in sorted({d for p in pts.values() for d in p})],
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     w.save(fig, "memory_depth")

@@ -25,12 +25,27 @@ import numpy as np
 
 from analogebl.reporting.runs import RunRecord, rule_name
 
-__all__ = ["MEP_PUBLISHED", "OptimizerRow", "is_comparison", "optimizer_figures",
-           "optimizer_rows", "optimizers_csv", "optimizers_markdown"]
+__all__ = [
+    "MEP_PUBLISHED",
+    "OptimizerRow",
+    "is_comparison",
+    "optimizer_figures",
+    "optimizer_rows",
+    "optimizers_csv",
+    "optimizers_markdown",
+]
 
 #: Test accuracy (%) published by the MEP benchmark for its rows (seed 000).
-MEP_PUBLISHED = {"sgd": 90.64, "adam": 93.56, "muon": 90.61, "smep": 80.75,
-                 "local_ep": 81.80, "natural_ep": 83.90, "eqprop": 67.45, "sdmep": 73.06}
+MEP_PUBLISHED = {
+    "sgd": 90.64,
+    "adam": 93.56,
+    "muon": 90.61,
+    "smep": 80.75,
+    "local_ep": 81.80,
+    "natural_ep": 83.90,
+    "eqprop": 67.45,
+    "sdmep": 73.06,
+}
 ORDER = ("sgd", "adam", "adamw", "muon", "smep", "local_ep", "natural_ep", "eqprop", "sdmep")
 
 
@@ -38,7 +53,8 @@ def is_comparison(rows: list[OptimizerRow]) -> bool:
     """Whether the rows compare optimizers or study variants (the table applies)."""
     return len({row.key for row in rows}) > 1 and (
         len({row.optimizer for row in rows}) > 1
-        or any(r.meta.get("variant") for row in rows for r in row.runs))
+        or any(r.meta.get("variant") for row in rows for r in row.runs)
+    )
 
 
 def _key(r: RunRecord) -> str:
@@ -63,8 +79,11 @@ class OptimizerRow:
     selected_from: tuple[float, ...]  # the grid of rates it was selected from (or ())
 
     def _final(self, metric: str) -> list[float]:
-        return [float(r.metrics[metric][-1]) for r in self.runs
-                if metric in r.metrics and len(r.metrics[metric])]
+        return [
+            float(r.metrics[metric][-1])
+            for r in self.runs
+            if metric in r.metrics and len(r.metrics[metric])
+        ]
 
     def accuracy(self, metric: str) -> tuple[float, float]:
         """Mean and std (%) of ``100 (1 - final error)`` over the runs."""
@@ -85,8 +104,11 @@ class OptimizerRow:
         return float(np.mean(v)) if v else math.nan
 
     def ms_per_step(self) -> float:
-        v = [1e3 * float(np.mean(r.metrics["seconds_per_step"])) for r in self.runs
-             if "seconds_per_step" in r.metrics]
+        v = [
+            1e3 * float(np.mean(r.metrics["seconds_per_step"]))
+            for r in self.runs
+            if "seconds_per_step" in r.metrics
+        ]
         return float(np.mean(v)) if v else math.nan
 
     def rel_change(self) -> dict[str, float]:
@@ -95,7 +117,7 @@ class OptimizerRow:
         for r in self.runs:
             for k, v in r.metrics.items():
                 if k.startswith("rel_change_") and len(v):
-                    out[k[len("rel_change_"):]].append(float(v[-1]))
+                    out[k[len("rel_change_") :]].append(float(v[-1]))
         return {k: float(np.mean(v)) for k, v in sorted(out.items())}
 
 
@@ -111,15 +133,18 @@ def optimizer_rows(runs: list[RunRecord]) -> list[OptimizerRow]:
         by_lr = groups[key]
         chosen = list(by_lr)
         grid: tuple[float, ...] = ()
-        if len(by_lr) > 1 and all("val_error" in r.metrics for rs in by_lr.values()
-                                  for r in rs):
-            val = {lr: np.mean([r.metrics["val_error"][-1] for r in rs])
-                   for lr, rs in by_lr.items()}
+        if len(by_lr) > 1 and all("val_error" in r.metrics for rs in by_lr.values() for r in rs):
+            val = {
+                lr: np.mean([r.metrics["val_error"][-1] for r in rs]) for lr, rs in by_lr.items()
+            }
             chosen, grid = [min(val, key=val.get)], tuple(sorted(by_lr))
         for lr in sorted(chosen):
             rs = sorted(by_lr[lr], key=lambda r: (r.seed, str(r.path)))
-            rows.append(OptimizerRow(key, str(rs[0].meta.get("optimizer", "?")), rs[0].rule,
-                                     lr, tuple(rs), grid))
+            rows.append(
+                OptimizerRow(
+                    key, str(rs[0].meta.get("optimizer", "?")), rs[0].rule, lr, tuple(rs), grid
+                )
+            )
     return rows
 
 
@@ -140,21 +165,36 @@ def optimizers_markdown(rows: list[OptimizerRow]) -> str:
     head += ["s / epoch", "ms / step"] + [f"Δ{k} rel." for k in layers]
     published = any(row.key in MEP_PUBLISHED for row in rows)
     head += ["published %"] if published else []
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * 3 + ["--:"] * (
-        len(head) - 3)) + "|"]
+    out = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join([":--"] * 3 + ["--:"] * (len(head) - 3)) + "|",
+    ]
     for row in rows:
-        lr = f"{row.lr:g}" + (" (sel. on val. from " + ", ".join(f"{v:g}" for v in
-                                                                  row.selected_from) + ")"
-                              if row.selected_from else "")
-        cells = [row.key, rule_name(row.rule), row.optimizer, lr, str(len(row.runs)),
-                 _fmt(*row.accuracy("test_error")), _fmt(*row.accuracy("train_error"))]
-        cells += [_fmt(*row.accuracy("val_error")), _fmt(*row.best_by_validation())] \
-            if has_val else []
+        lr = f"{row.lr:g}" + (
+            " (sel. on val. from " + ", ".join(f"{v:g}" for v in row.selected_from) + ")"
+            if row.selected_from
+            else ""
+        )
+        cells = [
+            row.key,
+            rule_name(row.rule),
+            row.optimizer,
+            lr,
+            str(len(row.runs)),
+            _fmt(*row.accuracy("test_error")),
+            _fmt(*row.accuracy("train_error")),
+        ]
+        cells += (
+            [_fmt(*row.accuracy("val_error")), _fmt(*row.best_by_validation())] if has_val else []
+        )
         rc = row.rel_change()
         cells += [f"{row.seconds_per_epoch():.1f}", f"{row.ms_per_step():.1f}"]
         cells += [f"{rc[k]:.3f}" if k in rc else "–" for k in layers]
-        cells += [f"{MEP_PUBLISHED[row.key]:.2f}" if row.key in MEP_PUBLISHED else "–"] \
-            if published else []
+        cells += (
+            [f"{MEP_PUBLISHED[row.key]:.2f}" if row.key in MEP_PUBLISHED else "–"]
+            if published
+            else []
+        )
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
@@ -164,22 +204,50 @@ def optimizers_csv(rows: list[OptimizerRow]) -> str:
     layers = sorted({k for row in rows for k in row.rel_change()})
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["row", "rule", "optimizer", "lr", "n", "test_mean", "test_std", "train_mean",
-                "train_std", "val_mean", "val_std", "best_val_test_mean", "best_val_test_std",
-                "seconds_per_epoch", "ms_per_step",
-                *[f"rel_change_{k}" for k in layers], "published"])
+    w.writerow(
+        [
+            "row",
+            "rule",
+            "optimizer",
+            "lr",
+            "n",
+            "test_mean",
+            "test_std",
+            "train_mean",
+            "train_std",
+            "val_mean",
+            "val_std",
+            "best_val_test_mean",
+            "best_val_test_std",
+            "seconds_per_epoch",
+            "ms_per_step",
+            *[f"rel_change_{k}" for k in layers],
+            "published",
+        ]
+    )
 
     def f(x: float) -> str:
         return "" if math.isnan(x) else f"{x:.6g}"
 
     for row in rows:
         rc = row.rel_change()
-        w.writerow([row.key, row.rule, row.optimizer, f"{row.lr:g}", len(row.runs),
-                    *map(f, row.accuracy("test_error")), *map(f, row.accuracy("train_error")),
-                    *map(f, row.accuracy("val_error")), *map(f, row.best_by_validation()),
-                    f(row.seconds_per_epoch()),
-                    f(row.ms_per_step()), *[f(rc.get(k, math.nan)) for k in layers],
-                    f(MEP_PUBLISHED.get(row.key, math.nan))])
+        w.writerow(
+            [
+                row.key,
+                row.rule,
+                row.optimizer,
+                f"{row.lr:g}",
+                len(row.runs),
+                *map(f, row.accuracy("test_error")),
+                *map(f, row.accuracy("train_error")),
+                *map(f, row.accuracy("val_error")),
+                *map(f, row.best_by_validation()),
+                f(row.seconds_per_epoch()),
+                f(row.ms_per_step()),
+                *[f(rc.get(k, math.nan)) for k in layers],
+                f(MEP_PUBLISHED.get(row.key, math.nan)),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -199,8 +267,11 @@ def optimizer_figures(rows: list[OptimizerRow], save) -> None:
         n = min(len(c) for c in curves)
         mean = np.mean([c[:n] for c in curves], axis=0)
         ax.plot(np.arange(1, n + 1), mean, marker=".", label=f"{row.key} (n={len(curves)})")
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)",
-           title="optimizers: test accuracy, mean over seeds")
+    ax.set(
+        xlabel="epoch",
+        ylabel="test accuracy (%)",
+        title="optimizers: test accuracy, mean over seeds",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     save(fig, "optimizers", "curves")
@@ -219,12 +290,18 @@ def optimizer_figures(rows: list[OptimizerRow], save) -> None:
         for row in lip:
             curves = [r.metrics["lipschitz_mean"] for r in row.runs]
             n = min(len(c) for c in curves)
-            ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in curves], axis=0), marker=".",
-                    label=row.key)
+            ax.plot(
+                np.arange(1, n + 1),
+                np.mean([c[:n] for c in curves], axis=0),
+                marker=".",
+                label=row.key,
+            )
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.set(xlabel="epoch", ylabel="||dPhi/dh||_2 at the free equilibrium (mean)",
-               title="Lipschitz constant of the fixed-point map")
+        ax.set(
+            xlabel="epoch",
+            ylabel="||dPhi/dh||_2 at the free equilibrium (mean)",
+            title="Lipschitz constant of the fixed-point map",
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         save(fig, "lipschitz")
-

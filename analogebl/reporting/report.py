@@ -35,25 +35,33 @@ def _markdown(root: Path, runs: list[RunRecord], tables: str, figures: list[Path
     done = sum(r.complete for r in runs)
     empty = [r for r in runs if not r.epochs_done]
     studies = sorted({str(r.meta.get("study", "")) for r in runs} - {""})
-    out = [f"# Report: {_cell(root.name or str(root))}", "",
-           f"{len(runs)} run file(s) under `{root}`: {done} complete, "
-           f"{len(runs) - done} incomplete"
-           + (f" ({len(empty)} without a finished epoch, left out of the tables)" if empty
-              else "") + ".",
-           "Made from the HDF5 run files only."]
+    out = [
+        f"# Report: {_cell(root.name or str(root))}",
+        "",
+        f"{len(runs)} run file(s) under `{root}`: {done} complete, "
+        f"{len(runs) - done} incomplete"
+        + (f" ({len(empty)} without a finished epoch, left out of the tables)" if empty else "")
+        + ".",
+        "Made from the HDF5 run files only.",
+    ]
     if studies:
         out.append("Studies: " + ", ".join(f"`{_cell(s)}`" for s in studies) + ".")
     out += ["", "## Tables", "", tables.rstrip(), ""]
     unfinished = [r for r in runs if not r.complete]
     if unfinished:
-        out += ["## Incomplete runs", "",
-                "| file | rule | dataset | profile | seed | epochs done / planned |",
-                "|:--|:--|:--|:--|--:|--:|"]
+        out += [
+            "## Incomplete runs",
+            "",
+            "| file | rule | dataset | profile | seed | epochs done / planned |",
+            "|:--|:--|:--|:--|--:|--:|",
+        ]
         for r in unfinished:
             planned = r.meta.get("epochs_planned", "?")
-            out.append(f"| `{_cell(_rel(r.path, root))}` | {_cell(rule_name(r.rule))} | "
-                       f"{_cell(dataset_name(r.dataset))} | {_cell(r.profile)} | {r.seed} | "
-                       f"{r.epochs_done} / {planned} |")
+            out.append(
+                f"| `{_cell(_rel(r.path, root))}` | {_cell(rule_name(r.rule))} | "
+                f"{_cell(dataset_name(r.dataset))} | {_cell(r.profile)} | {r.seed} | "
+                f"{r.epochs_done} / {planned} |"
+            )
         out.append("")
     out += ["## Figures", ""]
     if figures:
@@ -96,8 +104,9 @@ def write_report(root: str | Path, out_dir: str | Path | None = None) -> list[Pa
     root = Path(root)
     runs = load_runs(root)
     if not runs:
-        raise ConfigError("no run files (*.h5 with a /meta group) were found under this "
-                          "folder", path=root)
+        raise ConfigError(
+            "no run files (*.h5 with a /meta group) were found under this folder", path=root
+        )
     out = Path(out_dir) if out_dir is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     cells = summarize(runs)
@@ -111,9 +120,10 @@ def write_report(root: str | Path, out_dir: str | Path | None = None) -> list[Pa
         optimizer_figures(rows, w.save)
         figures = figures + w.written
         extra.append(atomic_write_text(out / "optimizers.csv", optimizers_csv(rows)))
-        tables += ("\n### By variant\n\nFinal accuracies (mean ± std over seeds), time, and "
-                   "the relative change of each coupling's weights.\n\n"
-                   + optimizers_markdown(rows))
+        tables += (
+            "\n### By variant\n\nFinal accuracies (mean ± std over seeds), time, and "
+            "the relative change of each coupling's weights.\n\n" + optimizers_markdown(rows)
+        )
     csv_path = atomic_write_text(out / "table.csv", table_csv(cells))
     tex_path = atomic_write_text(out / "table.tex", tables_latex(cells))
     md_path = atomic_write_text(out / "report.md", _markdown(root, runs, tables, figures))

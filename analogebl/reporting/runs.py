@@ -33,11 +33,25 @@ __all__ = [
 ]
 
 RULE_ORDER = ("cl", "p_ep", "n_ep", "c_ep", "p_cpl", "n_cpl", "c_cpl", "tbp", "rbp")
-RULE_NAMES = {"cl": "CL", "p_ep": "P-EP", "n_ep": "N-EP", "c_ep": "C-EP", "p_cpl": "P-CpL",
-              "n_cpl": "N-CpL", "c_cpl": "C-CpL", "tbp": "TBP", "rbp": "RBP"}
+RULE_NAMES = {
+    "cl": "CL",
+    "p_ep": "P-EP",
+    "n_ep": "N-EP",
+    "c_ep": "C-EP",
+    "p_cpl": "P-CpL",
+    "n_cpl": "N-CpL",
+    "c_cpl": "C-CpL",
+    "tbp": "TBP",
+    "rbp": "RBP",
+}
 DATASET_ORDER = ("mnist", "fmnist", "svhn", "cifar10", "cifar100")
-DATASET_NAMES = {"mnist": "MNIST", "fmnist": "F-MNIST", "svhn": "SVHN", "cifar10": "CIFAR-10",
-                 "cifar100": "CIFAR-100"}
+DATASET_NAMES = {
+    "mnist": "MNIST",
+    "fmnist": "F-MNIST",
+    "svhn": "SVHN",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+}
 PROFILE_ORDER = ("none",)
 
 #: ``/meta`` attributes the reports use; a run file lacking one is rejected.
@@ -164,32 +178,35 @@ def _read(path: Path) -> RunRecord | None:
             meta = {k: _plain(v) for k, v in g.attrs.items()}
             config = _plain(g["config_toml"][()]) if "config_toml" in g else ""
             if "metrics" not in f or not isinstance(f["metrics"], h5py.Group):
-                raise ConfigError("run file has /meta but no /metrics group", path=path,
-                                  key="metrics")
+                raise ConfigError(
+                    "run file has /meta but no /metrics group", path=path, key="metrics"
+                )
             metrics = {}
             for k, ds in f["metrics"].items():
                 if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
-                    raise ConfigError("metrics must be 1-D datasets", path=path,
-                                      key=f"metrics/{k}")
+                    raise ConfigError("metrics must be 1-D datasets", path=path, key=f"metrics/{k}")
                 a = np.asarray(ds[()], dtype=np.float64)
                 a.setflags(write=False)
                 metrics[k] = a
     except ConfigError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise ConfigError(f"cannot read run file ({type(exc).__name__}: {exc})",
-                          path=path) from None
+        raise ConfigError(
+            f"cannot read run file ({type(exc).__name__}: {exc})", path=path
+        ) from None
     for k in REQUIRED_META:
         if k not in meta:
-            raise ConfigError("run file lacks a required /meta attribute", path=path,
-                              key=f"meta/{k}")
+            raise ConfigError(
+                "run file lacks a required /meta attribute", path=path, key=f"meta/{k}"
+            )
     for k in REQUIRED_METRICS:
         if k not in metrics:
             raise ConfigError("run file lacks a required metric", path=path, key=f"metrics/{k}")
     lengths = {len(v) for v in metrics.values()}
     if len(lengths) > 1:
-        raise ConfigError(f"metric arrays differ in length ({sorted(lengths)})", path=path,
-                          key="metrics")
+        raise ConfigError(
+            f"metric arrays differ in length ({sorted(lengths)})", path=path, key="metrics"
+        )
     try:
         meta["seed"] = int(meta["seed"])
         meta["beta"] = float(meta["beta"])

@@ -35,12 +35,33 @@ from analogebl.reporting.runs import (
     rule_name,
 )
 
-__all__ = ["CSV_COLUMNS", "CellStats", "latex_escape", "rules_by_datasets", "rules_by_profiles",
-           "summarize", "table_csv", "tables_latex", "tables_markdown"]
+__all__ = [
+    "CSV_COLUMNS",
+    "CellStats",
+    "latex_escape",
+    "rules_by_datasets",
+    "rules_by_profiles",
+    "summarize",
+    "table_csv",
+    "tables_latex",
+    "tables_markdown",
+]
 
-CSV_COLUMNS = ("profile", "rule", "dataset", "rule_name", "dataset_name", "n", "seeds",
-               "test_mean_pct", "test_std_pct", "train_mean_pct", "train_std_pct",
-               "n_incomplete", "betas")
+CSV_COLUMNS = (
+    "profile",
+    "rule",
+    "dataset",
+    "rule_name",
+    "dataset_name",
+    "n",
+    "seeds",
+    "test_mean_pct",
+    "test_std_pct",
+    "train_mean_pct",
+    "train_std_pct",
+    "n_incomplete",
+    "betas",
+)
 
 
 @dataclass(frozen=True)
@@ -135,24 +156,45 @@ def summarize(runs: list[RunRecord]) -> list[CellStats]:
     for key in sorted(groups, key=lambda k: (rank_p[k[0]], rank_r[k[1]], rank_d[k[2]])):
         rs = sorted(groups[key], key=lambda r: (r.seed, str(r.path)))
         betas = sorted({r.beta for r in rs if math.isfinite(r.beta)})
-        out.append(CellStats(*key, test=tuple(100.0 * r.final_test_error for r in rs),
-                             train=tuple(100.0 * r.final_train_error for r in rs),
-                             seeds=tuple(r.seed for r in rs),
-                             n_incomplete=sum(not r.complete for r in rs),
-                             betas=tuple(betas)))
+        out.append(
+            CellStats(
+                *key,
+                test=tuple(100.0 * r.final_test_error for r in rs),
+                train=tuple(100.0 * r.final_train_error for r in rs),
+                seeds=tuple(r.seed for r in rs),
+                n_incomplete=sum(not r.complete for r in rs),
+                betas=tuple(betas),
+            )
+        )
     return out
 
 
 # ---------------------------------------------------------------- grids and cell text
 
-_MD = {"pm": " ± ", "nostd": " ± –", "dagger": "†", "ddagger": "‡", "empty": "–",
-       "beta": "β"}
-_LATEX = {"pm": r" $\pm$ ", "nostd": r" $\pm$ --", "dagger": r"$^{\dagger}$",
-          "ddagger": r"$^{\ddagger}$", "empty": "--", "beta": r"$\beta$"}
+_MD = {"pm": " ± ", "nostd": " ± –", "dagger": "†", "ddagger": "‡", "empty": "–", "beta": "β"}
+_LATEX = {
+    "pm": r" $\pm$ ",
+    "nostd": r" $\pm$ --",
+    "dagger": r"$^{\dagger}$",
+    "ddagger": r"$^{\ddagger}$",
+    "empty": "--",
+    "beta": r"$\beta$",
+}
 
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                "^": r"\textasciicircum{}", "\n": " ", "\r": " "}
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\n": " ",
+    "\r": " ",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -187,8 +229,10 @@ class _Grid:
         show_n = len(ns) > 1
         notes = [] if show_n else [f"n = {ns.pop()} seed(s) per cell."]
         if any(c.incomplete for c in self.cells.values()):
-            notes.append(f"{sym['dagger']} includes runs that did not finish all planned "
-                         "epochs (error after their last finished epoch).")
+            notes.append(
+                f"{sym['dagger']} includes runs that did not finish all planned "
+                "epochs (error after their last finished epoch)."
+            )
         if any(c.mixed_beta for c in self.cells.values()):
             notes.append(f"{sym['ddagger']} pools runs with different {sym['beta']} values.")
         return show_n, notes
@@ -197,16 +241,29 @@ class _Grid:
 def _by_datasets(cells: list[CellStats], profile: str) -> _Grid:
     sel = {(c.rule, c.dataset): c for c in cells if c.profile == profile}
     cols = order_keys({k[1] for k in sel}, DATASET_ORDER)
-    return _Grid(f"Profile {profile}: final test error % (train error %)", "Rule",
-                 order_keys({k[0] for k in sel}, RULE_ORDER), cols,
-                 [dataset_name(d) for d in cols], sel, train=True)
+    return _Grid(
+        f"Profile {profile}: final test error % (train error %)",
+        "Rule",
+        order_keys({k[0] for k in sel}, RULE_ORDER),
+        cols,
+        [dataset_name(d) for d in cols],
+        sel,
+        train=True,
+    )
 
 
 def _by_profiles(cells: list[CellStats], dataset: str) -> _Grid:
     sel = {(c.rule, c.profile): c for c in cells if c.dataset == dataset}
     cols = order_keys({k[1] for k in sel}, PROFILE_ORDER)
-    return _Grid(f"{dataset_name(dataset)}: final test error % by hardware profile", "Rule",
-                 order_keys({k[0] for k in sel}, RULE_ORDER), cols, cols, sel, train=False)
+    return _Grid(
+        f"{dataset_name(dataset)}: final test error % by hardware profile",
+        "Rule",
+        order_keys({k[0] for k in sel}, RULE_ORDER),
+        cols,
+        cols,
+        sel,
+        train=False,
+    )
 
 
 def _grids(cells: list[CellStats]) -> list[_Grid]:
@@ -222,14 +279,20 @@ def _grids(cells: list[CellStats]) -> list[_Grid]:
 
 # ---------------------------------------------------------------- renderers
 
+
 def _markdown(g: _Grid) -> str:
     show_n, notes = g.notes(_MD)
-    out = [f"### {_md_escape(g.title)}", "",
-           "| " + " | ".join([g.corner] + [_md_escape(c) for c in g.col_names]) + " |",
-           "|:--" + "|--:" * len(g.cols) + "|"]
+    out = [
+        f"### {_md_escape(g.title)}",
+        "",
+        "| " + " | ".join([g.corner] + [_md_escape(c) for c in g.col_names]) + " |",
+        "|:--" + "|--:" * len(g.cols) + "|",
+    ]
     for r in g.rows:
-        row = [_cell_text(g.cells[(r, c)], _MD, g.train, show_n) if (r, c) in g.cells
-               else _MD["empty"] for c in g.cols]
+        row = [
+            _cell_text(g.cells[(r, c)], _MD, g.train, show_n) if (r, c) in g.cells else _MD["empty"]
+            for c in g.cols
+        ]
         out.append("| " + " | ".join([_md_escape(rule_name(r))] + row) + " |")
     out.append("")
     out += [n + "  " for n in notes]
@@ -239,13 +302,20 @@ def _markdown(g: _Grid) -> str:
 def _latex(g: _Grid) -> str:
     show_n, notes = g.notes(_LATEX)
     k = len(g.cols) + 1
-    out = [f"% {latex_escape(g.title)}",
-           r"\begin{tabular}{l" + "c" * len(g.cols) + "}", r"\toprule",
-           " & ".join([g.corner] + [latex_escape(c) for c in g.col_names]) + r" \\",
-           r"\midrule"]
+    out = [
+        f"% {latex_escape(g.title)}",
+        r"\begin{tabular}{l" + "c" * len(g.cols) + "}",
+        r"\toprule",
+        " & ".join([g.corner] + [latex_escape(c) for c in g.col_names]) + r" \\",
+        r"\midrule",
+    ]
     for r in g.rows:
-        row = [_cell_text(g.cells[(r, c)], _LATEX, g.train, show_n) if (r, c) in g.cells
-               else _LATEX["empty"] for c in g.cols]
+        row = [
+            _cell_text(g.cells[(r, c)], _LATEX, g.train, show_n)
+            if (r, c) in g.cells
+            else _LATEX["empty"]
+            for c in g.cols
+        ]
         out.append(" & ".join([latex_escape(rule_name(r))] + row) + r" \\")
     out.append(r"\bottomrule")
     for n in notes:
@@ -303,8 +373,10 @@ def rules_by_profiles(cells: list[CellStats], dataset: str, fmt: str = "markdown
     return _render(_by_profiles(cells, dataset), fmt)
 
 
-_LEGEND = ("Cells: final test error in % as mean ± sample standard deviation (ddof = 1) over "
-           "seeds, final train error in % in parentheses; `± –` marks a single seed.")
+_LEGEND = (
+    "Cells: final test error in % as mean ± sample standard deviation (ddof = 1) over "
+    "seeds, final train error in % in parentheses; `± –` marks a single seed."
+)
 
 
 def tables_markdown(cells: list[CellStats]) -> str:
@@ -332,9 +404,11 @@ def tables_latex(cells: list[CellStats]) -> str:
 
     Needs ``\\usepackage{booktabs}``. All names are escaped for LaTeX.
     """
-    head = ("% Generated by analogebl.reporting; needs \\usepackage{booktabs}.\n"
-            "% Cells: final test error % as mean $\\pm$ sample std (ddof=1) over seeds,\n"
-            "% final train error % in parentheses; $\\pm$ -- marks a single seed.\n")
+    head = (
+        "% Generated by analogebl.reporting; needs \\usepackage{booktabs}.\n"
+        "% Cells: final test error % as mean $\\pm$ sample std (ddof=1) over seeds,\n"
+        "% final train error % in parentheses; $\\pm$ -- marks a single seed.\n"
+    )
     return head + "\n".join(_latex(g) for g in _grids(cells))
 
 
@@ -352,8 +426,21 @@ def table_csv(cells: list[CellStats]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for c in cells:
-        w.writerow([c.profile, c.rule, c.dataset, rule_name(c.rule), dataset_name(c.dataset),
-                    c.n, " ".join(str(s) for s in c.seeds), _num(c.test_mean),
-                    _num(c.test_std), _num(c.train_mean), _num(c.train_std), c.n_incomplete,
-                    " ".join(repr(b) for b in c.betas)])
+        w.writerow(
+            [
+                c.profile,
+                c.rule,
+                c.dataset,
+                rule_name(c.rule),
+                dataset_name(c.dataset),
+                c.n,
+                " ".join(str(s) for s in c.seeds),
+                _num(c.test_mean),
+                _num(c.test_std),
+                _num(c.train_mean),
+                _num(c.train_std),
+                c.n_incomplete,
+                " ".join(repr(b) for b in c.betas),
+            ]
+        )
     return buf.getvalue()

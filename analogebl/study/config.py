@@ -29,8 +29,16 @@ from analogebl.learning.optimizers import OPTIMIZERS
 __all__ = ["StudyConfig", "load_study", "parse_set", "SCHEMA", "TIERS"]
 
 # short names of sweep axes in run identifiers
-_AXIS_LABEL = {"rule.name": "", "seed": "seed", "profile": "", "dataset": "", "variant": "",
-               "rule.beta": "beta", "circuit.width": "w", "dtype": ""}
+_AXIS_LABEL = {
+    "rule.name": "",
+    "seed": "seed",
+    "profile": "",
+    "dataset": "",
+    "variant": "",
+    "rule.beta": "beta",
+    "circuit.width": "w",
+    "dtype": "",
+}
 
 TIERS = ("full", "cpu", "smoke")
 
@@ -166,19 +174,33 @@ def _check(key: str, value: Any, path) -> Any:
         raise ConfigError(f"unknown key; known keys: {', '.join(SCHEMA)}", path=path, key=key)
     types = SCHEMA[key]
     if isinstance(value, bool) and bool not in types:
-        raise ConfigError(f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}",
-                          path=path, key=key)
+        raise ConfigError(
+            f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}", path=path, key=key
+        )
     if not isinstance(value, types):
-        raise ConfigError(f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}",
-                          path=path, key=key)
-    if isinstance(value, int | float) and not isinstance(value, bool) and key != "seed" \
-            and value <= 0 and key not in ("optimizer.weight_decay", "optimizer.momentum",
-                                    "optimizer.spectral_cap", "optimizer.kfac_decay",
-                                    "rule.homeostasis", "rule.temperature"):
+        raise ConfigError(
+            f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}", path=path, key=key
+        )
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and key != "seed"
+        and value <= 0
+        and key
+        not in (
+            "optimizer.weight_decay",
+            "optimizer.momentum",
+            "optimizer.spectral_cap",
+            "optimizer.kfac_decay",
+            "rule.homeostasis",
+            "rule.temperature",
+        )
+    ):
         raise ConfigError(f"must be > 0, got {value!r}", path=path, key=key)
     if key == "threads" and isinstance(value, str) and value != "auto":
-        raise ConfigError(f"expected a positive integer or 'auto', got {value!r}", path=path,
-                          key=key)
+        raise ConfigError(
+            f"expected a positive integer or 'auto', got {value!r}", path=path, key=key
+        )
     return value
 
 
@@ -229,9 +251,12 @@ class StudyConfig:
             variant = values["variant"]
             if variant is not None:
                 if variant not in dict(self.variants):
-                    raise ConfigError(f"unknown variant {variant!r}; defined: "
-                                      f"{', '.join(dict(self.variants)) or '(none)'}",
-                                      path=self.path, key="variant")
+                    raise ConfigError(
+                        f"unknown variant {variant!r}; defined: "
+                        f"{', '.join(dict(self.variants)) or '(none)'}",
+                        path=self.path,
+                        key="variant",
+                    )
                 values.update(dict(self.variants)[variant])
                 values.update(dict(self.overrides))
             values.update(dict(self.per_rule).get(values["rule.name"], ()))
@@ -240,8 +265,11 @@ class StudyConfig:
                 label = _AXIS_LABEL.get(k, k.replace(".", "-") + "-")
                 parts.append(f"{label}{v:g}" if isinstance(v, float) else f"{label}{v}")
             rid = "_".join(parts) if parts else "run"
-            out.append(StudyConfig(self.name, self.tier, tuple(sorted(values.items())),
-                                   self.path, (), (), rid))
+            out.append(
+                StudyConfig(
+                    self.name, self.tier, tuple(sorted(values.items())), self.path, (), (), rid
+                )
+            )
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -249,8 +277,10 @@ class StudyConfig:
 
     def to_toml(self) -> str:
         """The resolved configuration as TOML text (recorded with results)."""
-        lines = [f'# study {self.name}, tier {self.tier}'
-                 + (f', run {self.run_id}' if self.run_id else '')]
+        lines = [
+            f"# study {self.name}, tier {self.tier}"
+            + (f", run {self.run_id}" if self.run_id else "")
+        ]
         for k, v in self.values:
             if v is None:
                 continue
@@ -290,17 +320,18 @@ def _split_sweep(doc: dict, path, where: str) -> tuple[dict, dict]:
     for k, vals in _flatten(doc.pop("sweep", {}), path).items():
         key = f"{where}sweep.{k}"
         if k not in SCHEMA:
-            raise ConfigError(f"unknown sweep axis; known keys: {', '.join(SCHEMA)}",
-                              path=path, key=key)
+            raise ConfigError(
+                f"unknown sweep axis; known keys: {', '.join(SCHEMA)}", path=path, key=key
+            )
         if not isinstance(vals, list) or not vals:
-            raise ConfigError("a sweep axis needs a non-empty list of values", path=path,
-                              key=key)
+            raise ConfigError("a sweep axis needs a non-empty list of values", path=path, key=key)
         sweep[k] = tuple(_check(k, v, path) for v in vals)
     variants = {}
     for name, table in doc.pop("variants", {}).items():
         if not isinstance(table, dict):
-            raise ConfigError("expected a table of overrides", path=path,
-                              key=f"{where}variants.{name}")
+            raise ConfigError(
+                "expected a table of overrides", path=path, key=f"{where}variants.{name}"
+            )
         variants[name] = {k: _check(k, v, path) for k, v in _flatten(table, path).items()}
     if variants:
         sweep["variant"] = tuple(variants)
@@ -308,15 +339,19 @@ def _split_sweep(doc: dict, path, where: str) -> tuple[dict, dict]:
     per_rule = {}
     for rule, table in doc.pop("per_rule", {}).items():
         if not isinstance(table, dict):
-            raise ConfigError("expected a table of overrides", path=path,
-                              key=f"{where}per_rule.{rule}")
+            raise ConfigError(
+                "expected a table of overrides", path=path, key=f"{where}per_rule.{rule}"
+            )
         per_rule[rule] = {k: _check(k, v, path) for k, v in _flatten(table, path).items()}
     return sweep, per_rule
 
 
-def load_study(name: str, tier: str | None = None,
-               overrides: list[tuple[str, Any]] | None = None,
-               sweep_overrides: dict[str, list[Any]] | None = None) -> StudyConfig:
+def load_study(
+    name: str,
+    tier: str | None = None,
+    overrides: list[tuple[str, Any]] | None = None,
+    sweep_overrides: dict[str, list[Any]] | None = None,
+) -> StudyConfig:
     """Load ``studies/NAME.toml``, pick a tier (default: the file's ``default_tier``) and
     apply ``overrides`` (from :func:`parse_set`; an override of a swept key replaces the
     axis) and ``sweep_overrides`` (key -> values, e.g. ``--seeds``)."""
@@ -326,10 +361,15 @@ def load_study(name: str, tier: str | None = None,
     if not isinstance(tiers, dict):
         raise ConfigError("expected tables [tiers.NAME]", path=path, key="tiers")
     extra = doc.pop("extra_tiers", [])
-    if not (isinstance(extra, list) and all(isinstance(t, str) and t.isidentifier()
-                                            and t not in TIERS for t in extra)):
-        raise ConfigError("expected a list of tier names besides full, cpu and smoke",
-                          path=path, key="extra_tiers")
+    if not (
+        isinstance(extra, list)
+        and all(isinstance(t, str) and t.isidentifier() and t not in TIERS for t in extra)
+    ):
+        raise ConfigError(
+            "expected a list of tier names besides full, cpu and smoke",
+            path=path,
+            key="extra_tiers",
+        )
     sweep, per_rule = _split_sweep(doc, path, "")
     variants = sweep.pop("variants", {})
     flat = _flatten(doc, path)
@@ -338,13 +378,17 @@ def load_study(name: str, tier: str | None = None,
     tier_docs = {}
     for t, table in tiers.items():
         if t not in TIERS and t not in extra:
-            raise ConfigError(f"unknown tier; tiers are {', '.join(TIERS)} (declare others in "
-                              "extra_tiers)", path=path, key=f"tiers.{t}")
+            raise ConfigError(
+                f"unknown tier; tiers are {', '.join(TIERS)} (declare others in extra_tiers)",
+                path=path,
+                key=f"tiers.{t}",
+            )
         table = copy.deepcopy(table)
         t_sweep, t_rule = _split_sweep(table, path, f"tiers.{t}.")
         if "variants" in t_sweep:
-            raise ConfigError("variants are defined once, at top level", path=path,
-                              key=f"tiers.{t}.variants")
+            raise ConfigError(
+                "variants are defined once, at top level", path=path, key=f"tiers.{t}.variants"
+            )
         t_flat = _flatten(table, path)
         for k, v in t_flat.items():
             # an unknown key is reported with its full dotted path inside the file
@@ -352,11 +396,17 @@ def load_study(name: str, tier: str | None = None,
         tier_docs[t] = (t_flat, t_sweep, t_rule)
     tier = tier or flat.get("default_tier", "full")
     if tier not in TIERS and tier not in extra:
-        raise ConfigError(f"unknown tier {tier!r}; this study's tiers are "
-                          f"{', '.join([*TIERS, *extra])}", path=path, key="--tier")
+        raise ConfigError(
+            f"unknown tier {tier!r}; this study's tiers are {', '.join([*TIERS, *extra])}",
+            path=path,
+            key="--tier",
+        )
     if tier != "full" and tier not in tier_docs:
-        raise ConfigError(f"study has no tier {tier!r} (has: full, {', '.join(tier_docs)})",
-                          path=path, key="tiers")
+        raise ConfigError(
+            f"study has no tier {tier!r} (has: full, {', '.join(tier_docs)})",
+            path=path,
+            key="tiers",
+        )
     values = dict(DEFAULTS)
     values.update(flat)
     if tier != "full":
@@ -368,36 +418,48 @@ def load_study(name: str, tier: str | None = None,
     if "variant" in sweep:
         unknown = set(sweep["variant"]) - set(variants)
         if unknown:
-            raise ConfigError(f"unknown variant(s) {sorted(unknown)}; defined: "
-                              f"{', '.join(variants)}", path=path, key="sweep.variant")
+            raise ConfigError(
+                f"unknown variant(s) {sorted(unknown)}; defined: {', '.join(variants)}",
+                path=path,
+                key="sweep.variant",
+            )
     for k, v in overrides or []:
         values[k] = v
         sweep.pop(k, None)
     for k, vals in (sweep_overrides or {}).items():
         sweep[k] = tuple(_check(k, v, "--seeds" if k == "seed" else k) for v in vals)
-    has_model = values.get("model.name") is not None or "model.name" in sweep or any(
-        "model.name" in t for t in variants.values())
+    has_model = (
+        values.get("model.name") is not None
+        or "model.name" in sweep
+        or any("model.name" in t for t in variants.values())
+    )
     for k in REQUIRED:
         if k == "circuit.name":  # a recurrent model (model.*) replaces the circuit
             if values[k] is None and k not in sweep and not has_model:
-                raise ConfigError("missing required key (or set model.name)", path=path,
-                                  key=k)
+                raise ConfigError("missing required key (or set model.name)", path=path, key=k)
             continue
         if k not in values and k not in sweep:
             raise ConfigError("missing required key", path=path, key=k)
-    checks = {"relaxation.schedule": ("async", "sync"),
-              "model.cost": ("ce", "mse"),
-              "optimizer.name": OPTIMIZERS,
-              "optimizer.schedule": ("cosine", "constant"),
-              "dtype": ("float32", "float64")}
+    checks = {
+        "relaxation.schedule": ("async", "sync"),
+        "model.cost": ("ce", "mse"),
+        "optimizer.name": OPTIMIZERS,
+        "optimizer.schedule": ("cosine", "constant"),
+        "dtype": ("float32", "float64"),
+    }
     for k, allowed in checks.items():
         for v in sweep.get(k, (values.get(k),)):
             if v not in allowed:
-                raise ConfigError(f"must be one of {', '.join(allowed)}, got {v!r}", path=path,
-                                  key=k)
-    return StudyConfig(path.stem, tier, tuple(sorted(values.items())), str(path),
-                       tuple(sweep.items()),
-                       tuple((r, tuple(sorted(t.items()))) for r, t in per_rule.items()),
-                       variants=tuple((n, tuple(sorted(t.items())))
-                                      for n, t in variants.items()),
-                       overrides=tuple(overrides or ()))
+                raise ConfigError(
+                    f"must be one of {', '.join(allowed)}, got {v!r}", path=path, key=k
+                )
+    return StudyConfig(
+        path.stem,
+        tier,
+        tuple(sorted(values.items())),
+        str(path),
+        tuple(sweep.items()),
+        tuple((r, tuple(sorted(t.items()))) for r, t in per_rule.items()),
+        variants=tuple((n, tuple(sorted(t.items()))) for n, t in variants.items()),
+        overrides=tuple(overrides or ()),
+    )

@@ -35,12 +35,12 @@ from analogebl.threads import available_cores, parse_threads, resolve_threads
 __all__ = ["RunSummary", "parse_executor", "plan_runs", "pool_plan", "run_study"]
 
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS")
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def pool_plan(asked: list[int | None], workers: int, free: int,
-              cores: int | None = None) -> tuple[int, int]:
+def pool_plan(
+    asked: list[int | None], workers: int, free: int, cores: int | None = None
+) -> tuple[int, int]:
     """``(workers, threads per worker)`` of a process pool: ``free`` cores are idle now,
     ``cores`` (default :func:`analogebl.threads.available_cores`) exist.
 
@@ -82,16 +82,16 @@ def parse_executor(spec: str) -> tuple[str, int | str | None]:
         except ValueError:
             n = 0
         if n < 1:
-            raise ConfigError(f"local:N needs a worker count >= 1, got {spec!r}",
-                              key="--executor")
+            raise ConfigError(f"local:N needs a worker count >= 1, got {spec!r}", key="--executor")
         return ("local", None) if n == 1 else ("pool", n)
     if spec.startswith("dask://"):
-        addr = spec[len("dask://"):]
+        addr = spec[len("dask://") :]
         if ":" not in addr:
             raise ConfigError(f"expected dask://HOST:PORT, got {spec!r}", key="--executor")
         return "dask", "tcp://" + addr
-    raise ConfigError(f"unknown executor {spec!r}; use local, local:N or dask://HOST:PORT",
-                      key="--executor")
+    raise ConfigError(
+        f"unknown executor {spec!r}; use local, local:N or dask://HOST:PORT", key="--executor"
+    )
 
 
 def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
@@ -106,44 +106,65 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
     runs = study.runs()
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
-        raise ConfigError("two runs of the sweep get the same identifier", path=study.path,
-                          key="sweep")
+        raise ConfigError(
+            "two runs of the sweep get the same identifier", path=study.path, key="sweep"
+        )
     seen = set()
     for r in runs:
         if r["dataset"] not in DATASETS:
-            raise ConfigError(f"unknown dataset {r['dataset']!r}; choose from "
-                              f"{', '.join(DATASETS)}", path=study.path, key="dataset")
+            raise ConfigError(
+                f"unknown dataset {r['dataset']!r}; choose from {', '.join(DATASETS)}",
+                path=study.path,
+                key="dataset",
+            )
         rule = build_rule(r)
         n_val, n_train = r["validation_subset"] or 0, r["train_subset"]
         n_train = None if n_train is None else n_train + n_val  # as the pipeline loads it
         key = (r["dataset"], n_train, r["test_subset"], r["seed"])
         if key not in seen:
-            ds = load_dataset(r["dataset"], train_subset=n_train,
-                              test_subset=r["test_subset"], subset_seed=r["seed"])
+            ds = load_dataset(
+                r["dataset"],
+                train_subset=n_train,
+                test_subset=r["test_subset"],
+                subset_seed=r["seed"],
+            )
             seen.add(key)
         if r["model.name"] is None:
-            circuit = load_circuit(r["circuit.name"], in_channels=ds.in_channels,
-                                   num_classes=ds.num_classes, width=r["circuit.width"],
-                                   gains=r["circuit.gains"], pool=r["circuit.pool"],
-                                   depth=r["circuit.depth"])
+            circuit = load_circuit(
+                r["circuit.name"],
+                in_channels=ds.in_channels,
+                num_classes=ds.num_classes,
+                width=r["circuit.width"],
+                gains=r["circuit.gains"],
+                pool=r["circuit.pool"],
+                depth=r["circuit.depth"],
+            )
             names = list(circuit.parameter_shapes())
         else:
             net, _ = build_network(r, ds, r["seed"])
             names = list(net.parameters())
         for key in ("optimizer.lr", "optimizer.adam_lr"):
             if isinstance(r[key], list) and r["model.name"] is not None:
-                raise ConfigError("recurrent models take one learning rate, not a list",
-                                  path=study.path, key=key)
+                raise ConfigError(
+                    "recurrent models take one learning rate, not a list", path=study.path, key=key
+                )
             layer_learning_rates(names, r[key])
         if r["optimizer.name"] == "natural_ep" and not isinstance(
-                rule, EquilibriumPropagation | ContrastiveLearning | VectorFieldEP):
-            raise ConfigError(f"natural_ep builds its K-FAC factors from a contrastive rule's "
-                              f"two equilibria; rule {r['rule.name']} has none",
-                              path=study.path, key="optimizer.name")
+            rule, EquilibriumPropagation | ContrastiveLearning | VectorFieldEP
+        ):
+            raise ConfigError(
+                f"natural_ep builds its K-FAC factors from a contrastive rule's "
+                f"two equilibria; rule {r['rule.name']} has none",
+                path=study.path,
+                key="optimizer.name",
+            )
         if n_val and n_val >= len(ds.train_y):
-            raise ConfigError(f"validation_subset {n_val} leaves no training image (the "
-                              f"training split holds {len(ds.train_y)})", path=study.path,
-                              key="validation_subset")
+            raise ConfigError(
+                f"validation_subset {n_val} leaves no training image (the "
+                f"training split holds {len(ds.train_y)})",
+                path=study.path,
+                key="validation_subset",
+            )
         if r["profile"] != "none":
             from analogebl.hardware import load_profile
 
@@ -158,15 +179,20 @@ def _prepare_out(out: Path, study: StudyConfig) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder: {exc.strerror}",
-                          path=out) from None
+        raise ConfigError(f"cannot write to the output folder: {exc.strerror}", path=out) from None
     for stale in out.glob("*.h5.tmp"):  # a write interrupted by a crash
         stale.unlink(missing_ok=True)
     atomic_write_text(out / "study.toml", study.to_toml())
 
 
-def _execute(run: StudyConfig, path: str, checkpoint_seconds: float | None, threads: int | None,
-             progress: bool | None, quiet: bool) -> RunSummary:
+def _execute(
+    run: StudyConfig,
+    path: str,
+    checkpoint_seconds: float | None,
+    threads: int | None,
+    progress: bool | None,
+    quiet: bool,
+) -> RunSummary:
     """Train one run (in this process or a worker) on at most ``threads`` threads (``None``:
     the free cores); divergence becomes a status."""
     from analogebl.pipeline import run_training
@@ -176,20 +202,40 @@ def _execute(run: StudyConfig, path: str, checkpoint_seconds: float | None, thre
             print(f"[{run.run_id}] {line}", flush=True)
 
     try:
-        res = run_training(run, log=log, progress=progress, path=path,
-                           checkpoint_seconds=checkpoint_seconds, max_threads=threads)
+        res = run_training(
+            run,
+            log=log,
+            progress=progress,
+            path=path,
+            checkpoint_seconds=checkpoint_seconds,
+            max_threads=threads,
+        )
     except DivergenceError as exc:
         log(f"diverged: {exc}")
-        return RunSummary(run.run_id, path, "diverged", 0, float("nan"), float("nan"), 0.0,
-                          str(exc))
+        return RunSummary(
+            run.run_id, path, "diverged", 0, float("nan"), float("nan"), 0.0, str(exc)
+        )
     last = res.epochs[-1]
-    return RunSummary(run.run_id, path, "complete", len(res.epochs), last.test_error,
-                      last.train_error, sum(e.seconds for e in res.epochs))
+    return RunSummary(
+        run.run_id,
+        path,
+        "complete",
+        len(res.epochs),
+        last.test_error,
+        last.train_error,
+        sum(e.seconds for e in res.epochs),
+    )
 
 
-def run_study(study: StudyConfig, out: str | Path, executor: str = "local",
-              log: Callable[[str], None] | None = None, progress: bool | None = None,
-              checkpoint_seconds: float | None = None, quiet: bool = False) -> list[RunSummary]:
+def run_study(
+    study: StudyConfig,
+    out: str | Path,
+    executor: str = "local",
+    log: Callable[[str], None] | None = None,
+    progress: bool | None = None,
+    checkpoint_seconds: float | None = None,
+    quiet: bool = False,
+) -> list[RunSummary]:
     """Run (or resume) every run of ``study`` into ``out``; returns one summary per run."""
     log = log or (lambda s: None)
     kind, arg = parse_executor(executor)
@@ -201,8 +247,9 @@ def run_study(study: StudyConfig, out: str | Path, executor: str = "local",
     if kind == "local":
         return [_execute(r, p, checkpoint_seconds, None, progress, quiet) for r, p in jobs]
     if kind == "pool":
-        n, threads = pool_plan([parse_threads(r["threads"]) for r, _ in jobs], int(arg),
-                               resolve_threads("auto"))
+        n, threads = pool_plan(
+            [parse_threads(r["threads"]) for r, _ in jobs], int(arg), resolve_threads("auto")
+        )
         if n < min(int(arg), len(jobs)):
             log(f"{n} worker(s) instead of {arg}: workers x threads stay within the cores")
         ctx = multiprocessing.get_context("spawn")
@@ -212,8 +259,10 @@ def run_study(study: StudyConfig, out: str | Path, executor: str = "local",
         os.environ.update({k: str(threads) for k in _THREAD_VARS})
         try:
             with cf.ProcessPoolExecutor(n, mp_context=ctx) as pool:
-                futs = [pool.submit(_execute, r, p, checkpoint_seconds, threads, False, quiet)
-                        for r, p in jobs]
+                futs = [
+                    pool.submit(_execute, r, p, checkpoint_seconds, threads, False, quiet)
+                    for r, p in jobs
+                ]
                 return [f.result() for f in futs]
         finally:
             for k, v in saved.items():
@@ -224,17 +273,31 @@ def run_study(study: StudyConfig, out: str | Path, executor: str = "local",
     try:
         from distributed import Client
     except ImportError:
-        raise ConfigError("the dask executor needs 'distributed' (pip install "
-                          "'analogebl[dask]')", key="--executor") from None
+        raise ConfigError(
+            "the dask executor needs 'distributed' (pip install 'analogebl[dask]')",
+            key="--executor",
+        ) from None
     try:
         client = Client(arg, timeout=10)
     except OSError as exc:
-        raise ConfigError(f"cannot reach the Dask scheduler at {arg}: {exc}",
-                          key="--executor") from None
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {arg}: {exc}", key="--executor"
+        ) from None
     try:
-        futs = [client.submit(_execute, r, p, checkpoint_seconds, 1, False, quiet,
-                              pure=False, key=f"{study.name}-{r.run_id}-{os.getpid()}")
-                for r, p in jobs]
+        futs = [
+            client.submit(
+                _execute,
+                r,
+                p,
+                checkpoint_seconds,
+                1,
+                False,
+                quiet,
+                pure=False,
+                key=f"{study.name}-{r.run_id}-{os.getpid()}",
+            )
+            for r, p in jobs
+        ]
         return client.gather(futs)
     finally:
         client.close()

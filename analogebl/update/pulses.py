@@ -23,8 +23,13 @@ def split_pair(dg_S: np.ndarray, unidirectional: bool) -> tuple[np.ndarray, np.n
     return 0.5 * dg_S, -0.5 * dg_S
 
 
-def pulse_counts(dg_S: np.ndarray, step_S: float | np.ndarray, rounding: str, max_pulses: int,
-                 rng: np.random.Generator) -> np.ndarray:
+def pulse_counts(
+    dg_S: np.ndarray,
+    step_S: float | np.ndarray,
+    rounding: str,
+    max_pulses: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Integer pulse counts ``n >= 0`` for ``|dG|`` with nominal step ``step_S``."""
     x = np.abs(dg_S) / step_S
     if rounding == "stochastic":

@@ -29,8 +29,9 @@ class HardwareSession:
     def __init__(self, profile: HardwareProfile, backend, mean, std, seed: int):
         self.profile, self.b = profile, backend
         dev_seed = profile.get("rng", "device_seed") or seed
-        self.xbar = Crossbars(profile, backend.get_parameters(),
-                              derive_rng(dev_seed, "hardware/devices"))
+        self.xbar = Crossbars(
+            profile, backend.get_parameters(), derive_rng(dev_seed, "hardware/devices")
+        )
         self.rng_update = derive_rng(seed, "hardware/update")
         self.rng_read = derive_rng(seed, "hardware/read")
         self.plain = profile.get("update", "rule") == "plain"
@@ -44,8 +45,7 @@ class HardwareSession:
         self.b.set_parameters(self.xbar.weights())
         std = self.xbar.read_noise_std()
         keep = self.b._noise_now
-        self.b.set_read_noise(None if std is None else ReadNoise(std, self.resample),
-                              self.rng_read)
+        self.b.set_read_noise(None if std is None else ReadNoise(std, self.resample), self.rng_read)
         if self.resample == "per_update":
             self.b._noise_now = keep  # the current update's draw stays until the next step
 
@@ -64,8 +64,9 @@ class HardwareSession:
         p = 0.0
         for c in plan.couplings:
             if c.kind == "dense":
-                p += self.xbar.crossbar_power_W(c.name, b.to_numpy(free_state[c.pre]),
-                                                b.to_numpy(free_state[c.post]))
+                p += self.xbar.crossbar_power_W(
+                    c.name, b.to_numpy(free_state[c.pre]), b.to_numpy(free_state[c.post])
+                )
         self.relax_energy_J += p * iterations * self.t_read * free_state[0].shape[0]
 
     def step(self, optimizer, grads) -> None:
@@ -73,8 +74,9 @@ class HardwareSession:
         b = self.b
         old = {k: b.to_numpy(v).astype(np.float64) for k, v in b.params.items()}
         if self.plain:
-            delta = {k: -optimizer.lr(k) * b.to_numpy(g).astype(np.float64)
-                     for k, g in grads.items()}
+            delta = {
+                k: -optimizer.lr(k) * b.to_numpy(g).astype(np.float64) for k, g in grads.items()
+            }
         else:
             optimizer.step(b.params, grads)
             delta = {k: b.to_numpy(b.params[k]).astype(np.float64) - old[k] for k in old}
@@ -94,23 +96,27 @@ class HardwareSession:
     def state(self) -> tuple[dict[str, np.ndarray], dict, dict]:
         arrays = {f"hw/{k}": v for k, v in self.xbar.state_dict().items()}
         if self.b._noise_now is not None:
-            arrays.update({f"hwnoise/{k}": self.b.to_numpy(v)
-                           for k, v in self.b._noise_now.items()})
-        rng = {"hardware/update": self.rng_update.bit_generator.state,
-               "hardware/read": self.rng_read.bit_generator.state}
-        scalars = {"hw_pulses": self.pulses, "hw_update_J": self.update_energy_J,
-                   "hw_relax_J": self.relax_energy_J}
+            arrays.update(
+                {f"hwnoise/{k}": self.b.to_numpy(v) for k, v in self.b._noise_now.items()}
+            )
+        rng = {
+            "hardware/update": self.rng_update.bit_generator.state,
+            "hardware/read": self.rng_read.bit_generator.state,
+        }
+        scalars = {
+            "hw_pulses": self.pulses,
+            "hw_update_J": self.update_energy_J,
+            "hw_relax_J": self.relax_energy_J,
+        }
         return arrays, json.loads(json.dumps(rng)), scalars
 
     def load_state(self, arrays: dict, rng: dict, scalars: dict) -> None:
-        self.xbar.load_state_dict({k[3:]: v for k, v in arrays.items()
-                                   if k.startswith("hw/")})
+        self.xbar.load_state_dict({k[3:]: v for k, v in arrays.items() if k.startswith("hw/")})
         self.rng_update.bit_generator.state = rng["hardware/update"]
         self.rng_read.bit_generator.state = rng["hardware/read"]
         self.pulses = int(scalars.get("hw_pulses", 0))
         self.update_energy_J = float(scalars.get("hw_update_J", 0.0))
         self.relax_energy_J = float(scalars.get("hw_relax_J", 0.0))
         self._load_weights()
-        noise = {k[8:]: self.b.asarray(v) for k, v in arrays.items()
-                 if k.startswith("hwnoise/")}
+        noise = {k[8:]: self.b.asarray(v) for k, v in arrays.items() if k.startswith("hwnoise/")}
         self.b._noise_now = noise or None

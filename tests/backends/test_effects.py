@@ -58,8 +58,9 @@ def test_fast_backends_equal_reference_with_quantization_and_read_noise(circuit,
 
 @pytest.mark.parametrize("fast", ("reference",) + FAST_BACKENDS)
 def test_quantized_states_stay_on_the_grid_and_effects_off_is_exact(fast):
-    ref, fb = backend_pair("tiny_conv", "float64", seed=1,
-                           fast="torch" if fast == "reference" else fast)
+    ref, fb = backend_pair(
+        "tiny_conv", "float64", seed=1, fast="torch" if fast == "reference" else fast
+    )
     b = ref if fast == "reference" else fb
     x, _ = random_batch(b.plan, 2, seed=0)
     plain = [b.to_numpy(a) for a in b.relax(b.zero_state(x), 10)]
@@ -96,8 +97,13 @@ def test_quantized_async_updates_raise_the_energy_by_at_most_the_rounding_bound(
             for g in b.plan.groups("async"):
                 s = b.half_step(s, g, beta, t)
                 e = b.energy(s, beta, t)
-                bound = sum((1 + beta * (k == b.plan.output)) * np.prod(b.plan.layer_shapes[k])
-                            * qs[k].step ** 2 / 8 for k in g)
+                bound = sum(
+                    (1 + beta * (k == b.plan.output))
+                    * np.prod(b.plan.layer_shapes[k])
+                    * qs[k].step ** 2
+                    / 8
+                    for k in g
+                )
                 assert np.all(e <= e_prev + bound + 1e-12)
                 e_prev = e
 
@@ -109,9 +115,13 @@ def test_read_noise_resampling_modes():
     clean = ref.relax(start, 5)
 
     def run(mode, seed=7, calls=2, std_scale=1.0):
-        ref.set_read_noise(ReadNoise({k: std_scale * v.std() * np.ones_like(v)
-                                      for k, v in ref.plan.parameters.items()}, mode),
-                           np.random.default_rng(seed))
+        ref.set_read_noise(
+            ReadNoise(
+                {k: std_scale * v.std() * np.ones_like(v) for k, v in ref.plan.parameters.items()},
+                mode,
+            ),
+            np.random.default_rng(seed),
+        )
         if mode == "per_update":
             ref.redraw_read_noise()
         return [ref.to_numpy(ref.relax(start, 5)[-1]) for _ in range(calls)]

@@ -10,8 +10,13 @@ from analogebl.circuit import load_circuit
 from analogebl.plan import build_plan
 from tests.conftest import max_diff, random_batch
 
-SHAPES = [((4, 5, 16, 16), 1, 3), ((3, 2, 5, 7), 1, 3), ((2, 3, 6, 5), 0, 3),
-          ((2, 2, 5, 5), 2, 5), ((2, 3, 1, 1), 1, 3)]
+SHAPES = [
+    ((4, 5, 16, 16), 1, 3),
+    ((3, 2, 5, 7), 1, 3),
+    ((2, 3, 6, 5), 0, 3),
+    ((2, 2, 5, 5), 2, 5),
+    ((2, 3, 1, 1), 1, 3),
+]
 
 
 def _im2col_slow(s, pad, k):
@@ -22,7 +27,7 @@ def _im2col_slow(s, pad, k):
     for ci in range(c):
         for di in range(k):
             for dj in range(k):
-                cols[(ci * k + di) * k + dj] = sp[:, ci, di:di + ho, dj:dj + wo].ravel()
+                cols[(ci * k + di) * k + dj] = sp[:, ci, di : di + ho, dj : dj + wo].ravel()
     return cols
 
 

@@ -49,8 +49,14 @@ def test_pooling_matches_and_unpool_is_adjoint(pair):
     zt = np.zeros((1, 1, 2, 2))
     assert ref.op_pool_max(zt)[1].item() == 0
     assert ref.op_unpool_max(np.ones((1, 1, 1, 1)), ref.op_pool_max(zt)[1])[0, 0, 0, 0] == 1
-    assert tor.to_numpy(tor.op_unpool_max(tor.asarray(np.ones((1, 1, 1, 1))),
-                                          tor.op_pool_max(tor.asarray(zt))[1]))[0, 0, 0, 0] == 1
+    assert (
+        tor.to_numpy(
+            tor.op_unpool_max(
+                tor.asarray(np.ones((1, 1, 1, 1))), tor.op_pool_max(tor.asarray(zt))[1]
+            )
+        )[0, 0, 0, 0]
+        == 1
+    )
     a = ref.op_pool_avg(z)
     assert max_diff(a, tor.to_numpy(tor.op_pool_avg(tor.asarray(z)))) < 1e-14
     assert abs(np.vdot(a, q) - np.vdot(z, ref.op_unpool_avg(q))) < 1e-12

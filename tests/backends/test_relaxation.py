@@ -11,8 +11,9 @@ CIRCUITS = [("tiny_dense", {}), ("tiny_conv", {}), ("tiny_conv", {"pool": "avg"}
 @pytest.mark.parametrize("circuit,over", CIRCUITS)
 @pytest.mark.parametrize("backend", ("reference",) + FAST_BACKENDS)
 def test_energy_never_increases_under_async_updates(circuit, over, backend):
-    ref, fast = backend_pair(circuit, "float64", seed=2,
-                             fast="torch" if backend == "reference" else backend, **over)
+    ref, fast = backend_pair(
+        circuit, "float64", seed=2, fast="torch" if backend == "reference" else backend, **over
+    )
     b = ref if backend == "reference" else fast
     x, y = random_batch(b.plan, 4, seed=5)
     state = b.zero_state(x)

@@ -36,9 +36,11 @@ def test_every_study_runs_in_smoke_tier(name, all_data_dir, tmp_path, capsys, mo
 
 
 def test_set_overrides_are_validated():
-    s = load_study("c_ep_fmnist", "cpu", [parse_set("circuit.width=0.25"),
-                                                 parse_set("epochs=3"),
-                                                 parse_set("rule.beta=0.1")])
+    s = load_study(
+        "c_ep_fmnist",
+        "cpu",
+        [parse_set("circuit.width=0.25"), parse_set("epochs=3"), parse_set("rule.beta=0.1")],
+    )
     assert s["circuit.width"] == 0.25 and s["epochs"] == 3 and s["rule.beta"] == 0.1
     with pytest.raises(ConfigError, match="circuit.widht"):
         parse_set("circuit.widht=0.25")
@@ -50,8 +52,10 @@ def test_set_overrides_are_validated():
 
 def test_bad_study_file_names_file_and_key(tmp_path):
     f = tmp_path / "bad.toml"
-    f.write_text('dataset = "mnist"\nepochz = 3\n[circuit]\nname = "tiny_dense"\n'
-                 '[rule]\nname = "c_ep"\n[optimizer]\nlr = 0.1\n')
+    f.write_text(
+        'dataset = "mnist"\nepochz = 3\n[circuit]\nname = "tiny_dense"\n'
+        '[rule]\nname = "c_ep"\n[optimizer]\nlr = 0.1\n'
+    )
     with pytest.raises(ConfigError) as e:
         load_study(str(f))
     assert "bad.toml" in str(e.value) and "epochz" in str(e.value)
@@ -70,8 +74,21 @@ def test_cli_errors_exit_2_with_one_line(capsys):
 
 
 def test_check_gradients_json(capsys):
-    rc = main(["check", "gradients", "--circuit", "tiny_conv", "--rules", "c_ep,p_ep,tbp",
-               "--betas", "0.001,0.01", "--iterations", "600", "--json"])
+    rc = main(
+        [
+            "check",
+            "gradients",
+            "--circuit",
+            "tiny_conv",
+            "--rules",
+            "c_ep,p_ep,tbp",
+            "--betas",
+            "0.001,0.01",
+            "--iterations",
+            "600",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["circuit"] == "tiny_conv"

@@ -68,6 +68,7 @@ def test_checksums_of_shared_data(data_dir):
 
 # --- CIFAR-100 and SVHN: official formats written here -----------------------------------
 
+
 def test_cifar100_official_binary_format(tmp_path):
     truth = write_cifar100(tmp_path, 40, np.random.default_rng(0))
     ds = load_dataset("cifar100", tmp_path)
@@ -87,7 +88,7 @@ def test_svhn_official_mat_format(tmp_path):
     truth = {}
     for split, n in (("train", 30), ("test", 12)):
         X = rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)  # H, W, C, N
-        y = rng.integers(1, 11, size=(n, 1)).astype(np.uint8)          # 1..10, 10 = digit 0
+        y = rng.integers(1, 11, size=(n, 1)).astype(np.uint8)  # 1..10, 10 = digit 0
         y[0] = 10
         savemat(d / f"{split}_32x32.mat", {"X": X, "y": y})
         truth[split] = (X, y.ravel())
@@ -101,6 +102,7 @@ def test_svhn_official_mat_format(tmp_path):
 
 
 # --- missing and corrupted files ---------------------------------------------------------
+
 
 def test_missing_dataset_says_where_to_get_it(tmp_path):
     with pytest.raises(DataError) as e:
@@ -130,7 +132,7 @@ def test_damaged_gzip_and_bad_magic(data_dir, tmp_path):
     d = _copy_mnist(data_dir, tmp_path)
     f = d / "train-labels-idx1-ubyte.gz"
     data = bytearray(f.read_bytes())
-    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
     f.write_bytes(bytes(data))
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz"):
         load_dataset("mnist", tmp_path)
@@ -160,8 +162,7 @@ def test_checksum_mismatch_is_reported(tmp_path, capsys):
     (tmp_path / "b.bin").write_bytes(b"world")
     md5 = hashlib.md5(b"hello").hexdigest()
     (tmp_path / "MD5SUMS").write_text(f"{md5}  ./a.bin\n{md5}  ./b.bin\n{md5}  ./c.bin\n")
-    assert dict(verify_checksums(tmp_path)) == {"./a.bin": True, "./b.bin": False,
-                                                "./c.bin": False}
+    assert dict(verify_checksums(tmp_path)) == {"./a.bin": True, "./b.bin": False, "./c.bin": False}
     assert main(["data", "check", "--root", str(tmp_path)]) == 1
     assert "BAD ./b.bin" in capsys.readouterr().out
 

@@ -35,8 +35,7 @@ def _fresh(p, seed=0, level=0.3):
     return d
 
 
-@pytest.mark.parametrize("model", ["constant_step", "linear_step", "soft_bounds",
-                                   "exp_saturating"])
+@pytest.mark.parametrize("model", ["constant_step", "linear_step", "soft_bounds", "exp_saturating"])
 @pytest.mark.parametrize("up", [True, False])
 def test_noise_free_n_pulses_follow_the_affine_formula(model, up):
     p = _params(model)
@@ -66,8 +65,11 @@ def test_n_pulses_in_one_call_equal_n_single_pulses_in_distribution(model, mode,
     n = 10
     a.pulse(np.full(N, n), True, np.random.default_rng(2))
     for _ in range(n):
-        b.pulse(np.ones(N, int), True, np.random.default_rng(np.random.default_rng(3).integers(
-            1 << 30) + _))
+        b.pulse(
+            np.ones(N, int),
+            True,
+            np.random.default_rng(np.random.default_rng(3).integers(1 << 30) + _),
+        )
     # the per-pulse reference loop inside one call as well
     c = _fresh(p)
     c.pulse(np.full(N, n), True, np.random.default_rng(4), per_pulse=True)
@@ -87,11 +89,16 @@ def test_multiplicative_c2c_spread_matches_its_formula():
     assert abs(dg.std() / (0.4 * p.step_S * 3) - 1) < 4 / np.sqrt(2 * N)
 
 
-@pytest.mark.parametrize("model", ["constant_step", "linear_step", "exp_saturating",
-                                   "exp_step"])
+@pytest.mark.parametrize("model", ["constant_step", "linear_step", "exp_saturating", "exp_step"])
 def test_bounds_are_never_exceeded_and_seeds_reproduce(model):
-    p = _params(model, c2c_std=3.0, c2c_mode="additive", dtod_bounds_std=0.1,
-                dtod_step_std=0.3, exp=(-1.0, 0.0, 2.5, 2.5, -5.0, -2.0))
+    p = _params(
+        model,
+        c2c_std=3.0,
+        c2c_mode="additive",
+        dtod_bounds_std=0.1,
+        dtod_step_std=0.3,
+        exp=(-1.0, 0.0, 2.5, 2.5, -5.0, -2.0),
+    )
     runs = []
     for _ in range(2):
         d = _fresh(p, seed=7)
@@ -153,8 +160,12 @@ def test_differential_split_and_mapping_round_trip():
 def test_update_is_local_to_its_crossbar():
     prof = load_profile("reram_like")
     rng = np.random.default_rng(0)
-    params = {"W1": rng.normal(size=(8, 6)) * 0.1, "b1": np.zeros(6),
-              "W2": rng.normal(size=(6, 4)) * 0.1, "b2": np.zeros(4)}
+    params = {
+        "W1": rng.normal(size=(8, 6)) * 0.1,
+        "b1": np.zeros(6),
+        "W2": rng.normal(size=(6, 4)) * 0.1,
+        "b2": np.zeros(4),
+    }
     xb = Crossbars(prof, params, np.random.default_rng(1))
     before = xb.weights()
     stats = xb.apply({"W2": np.full((6, 4), 0.01)}, np.random.default_rng(2))

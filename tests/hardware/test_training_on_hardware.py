@@ -30,8 +30,9 @@ def test_ideal_fp32_gives_exactly_the_software_trajectory(data_dir, tmp_path):
     assert "ideal_fp32" in rb.profile_toml and rb.meta["profile"] == "ideal_fp32"
 
 
-@pytest.mark.parametrize("profile", ["ideal_16bit", "reram_like", "ecram_like", "pcm_like",
-                                     "pessimistic"])
+@pytest.mark.parametrize(
+    "profile", ["ideal_16bit", "reram_like", "ecram_like", "pcm_like", "pessimistic"]
+)
 def test_device_profiles_train_and_count_pulses(profile, data_dir, tmp_path):
     res = run_training(_study(profile), progress=False, path=tmp_path / "r.h5")
     rec = read_run(tmp_path / "r.h5")

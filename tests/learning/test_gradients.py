@@ -29,8 +29,15 @@ def test_every_rule_fast_backend_equals_reference(circuit, dtype, tol, fast):
 
 
 def test_network_api_shapes_and_sign():
-    net = Network.from_catalog("dchn32", in_channels=3, num_classes=10, width=0.125,
-                               backend="reference", dtype="float64", seed=0)
+    net = Network.from_catalog(
+        "dchn32",
+        in_channels=3,
+        num_classes=10,
+        width=0.125,
+        backend="reference",
+        dtype="float64",
+        seed=0,
+    )
     p = net.parameters()
     assert list(p) == ["W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4", "W5", "b5"]
     assert p["W1"].shape == (16, 3, 3, 3) and p["W5"].shape == (64 * 4, 10)
@@ -78,8 +85,7 @@ def test_contrastive_updates_are_local(name):
         # ...and it does depend on its own two layers
         t1 = list(s1)
         t1[c.post] = s1[c.post] + 0.01
-        assert not np.array_equal(contrastive_update(ref, t1, s2, b1, b2)[c.name],
-                                  base[c.name])
+        assert not np.array_equal(contrastive_update(ref, t1, s2, b1, b2)[c.name], base[c.name])
 
 
 @pytest.mark.parametrize("circuit", ["tiny_dense", "tiny_conv"])

@@ -61,13 +61,17 @@ def test_implicit_gradient_equals_backprop_through_a_converged_relaxation(name):
     assert _cos(implicit_gradient(m, x, y, h), bptt_gradient(m, x, y, 600)) > 1 - 1e-10
 
 
-@pytest.mark.parametrize("rule,name,betas,slope,tol", [
-    ("c_ep", "looped_mlp", (0.2, 0.1, 0.05), 2.0, 0.2),
-    ("c_ep", "toroidal_mlp", (0.2, 0.1, 0.05), 2.0, 0.2),
-    ("p_ep", "looped_mlp", (0.1, 0.05, 0.025), 1.0, 0.15),
-])
-def test_ep_converges_to_the_implicit_gradient_with_the_theoretical_slope(rule, name, betas,
-                                                                          slope, tol):
+@pytest.mark.parametrize(
+    "rule,name,betas,slope,tol",
+    [
+        ("c_ep", "looped_mlp", (0.2, 0.1, 0.05), 2.0, 0.2),
+        ("c_ep", "toroidal_mlp", (0.2, 0.1, 0.05), 2.0, 0.2),
+        ("p_ep", "looped_mlp", (0.1, 0.05, 0.025), 1.0, 0.15),
+    ],
+)
+def test_ep_converges_to_the_implicit_gradient_with_the_theoretical_slope(
+    rule, name, betas, slope, tol
+):
     """Relative error vs beta: slope 2 for centered EP, 1 for one-sided."""
     m, x, y, h = _setup(name)
     ig = _flat(implicit_gradient(m, x, y, h))
@@ -101,8 +105,7 @@ def test_vector_field_ep_is_the_gradient_iff_the_jacobian_is_symmetric():
     for name, sym in (("modern_eqprop", True), ("looped_mlp", False)):
         m2, x2, y2, h2 = _setup(name, symmetric=sym)
         ig2 = implicit_gradient(m2, x2, y2, h2)
-        g2, _ = model_estimate(m2, make_model_rule("d_ep", 0.01, 3000), x2, y2, h2, 3000,
-                               1e-14)
+        g2, _ = model_estimate(m2, make_model_rule("d_ep", 0.01, 3000), x2, y2, h2, 3000, 1e-14)
         c = _cos(g2, ig2)
         assert 0.3 < c < 0.999, (name, c)  # a descent direction, not the gradient
 
@@ -157,9 +160,11 @@ def test_finite_nudge_gibbs_average_matches_quadrature():
     int dE/db exp(-E/T) dh / Z over (-1, 1)."""
     spec = ModelSpec("looped_mlp", 1, 1, 2)
     m = RecurrentModel(spec, "float64", rng=np.random.default_rng(0))
-    m.params.update(Wx=torch.tensor([[0.8]], dtype=torch.float64),
-                    W=torch.tensor([[0.3]], dtype=torch.float64),
-                    b=torch.tensor([0.1], dtype=torch.float64))
+    m.params.update(
+        Wx=torch.tensor([[0.8]], dtype=torch.float64),
+        W=torch.tensor([[0.3]], dtype=torch.float64),
+        b=torch.tensor([0.1], dtype=torch.float64),
+    )
     x = torch.ones(4000, 1, dtype=torch.float64)
     y = torch.zeros(4000, 2, dtype=torch.float64)
     y[:, 0] = 1
@@ -182,7 +187,8 @@ def test_spectral_cap_bounds_the_effective_coupling():
     for _ in range(50):
         m.power_iteration()
     assert float(torch.linalg.matrix_norm(m.effective()["W"], ord=2)) == pytest.approx(
-        0.5, rel=1e-6)
+        0.5, rel=1e-6
+    )
 
 
 def test_toroidal_buffer_is_used_by_every_relaxation():
@@ -194,16 +200,28 @@ def test_toroidal_buffer_is_used_by_every_relaxation():
     net.model.params["g"] = net.model.params["g"] * 0 + 0.8
     h2 = net.model.relax(net._x(x), 500, 1e-13).h
     assert float((h1 - h2).abs().max()) > 1e-3
-    g, _ = model_estimate(net.model, make_model_rule("c_ep", 0.1, 500), net._x(x),
-                          net._y1h(np.array([0, 1, 2, 0, 1])), h2, 500, 1e-13)
+    g, _ = model_estimate(
+        net.model,
+        make_model_rule("c_ep", 0.1, 500),
+        net._x(x),
+        net._y1h(np.array([0, 1, 2, 0, 1])),
+        h2,
+        500,
+        1e-13,
+    )
     assert float(g["g"].abs()) > 0  # the gain learns
 
 
-@pytest.mark.parametrize("rule,name,sym", [("h_ep", "modern_eqprop", True),
-                                           ("c_ep", "modern_eqprop", True),
-                                           ("h_ep", "looped_mlp", False),
-                                           ("fn_ep", "modern_eqprop", True),
-                                           ("c_ep", "mlp", True)])
+@pytest.mark.parametrize(
+    "rule,name,sym",
+    [
+        ("h_ep", "modern_eqprop", True),
+        ("c_ep", "modern_eqprop", True),
+        ("h_ep", "looped_mlp", False),
+        ("fn_ep", "modern_eqprop", True),
+        ("c_ep", "mlp", True),
+    ],
+)
 def test_rules_reject_models_their_theory_does_not_cover(rule, name, sym):
     m = RecurrentModel(ModelSpec(name, 4, 5, 3, symmetric=sym), "float64")
     x = torch.zeros(2, 4, dtype=torch.float64)
@@ -222,8 +240,8 @@ def test_complex_dF_dtheta_is_analytic_in_the_state():
     hc = h.to(torch.complex128) + 1j * eps * v * 0.1
     gc = dF_dtheta(m, hc, x, y, 0.0)
     # complex-step: Im f(h + i eps v) / eps = directional derivative of the real dF/dtheta
-    hp = (h + 1e-6 * v * 0.1)
-    hm = (h - 1e-6 * v * 0.1)
+    hp = h + 1e-6 * v * 0.1
+    hm = h - 1e-6 * v * 0.1
     gp, gm = dF_dtheta(m, hp, x, y, 0.0), dF_dtheta(m, hm, x, y, 0.0)
     for k in ("Wx", "W", "b"):
         fd = (gp[k] - gm[k]) / 2e-6

@@ -75,7 +75,6 @@ def test_cosine_schedule_matches_torch():
 
 def test_per_layer_rates():
     names = ["W1", "b1", "W2", "b2"]
-    assert layer_learning_rates(names, [0.1, 0.2]) == {"W1": 0.1, "b1": 0.1, "W2": 0.2,
-                                                       "b2": 0.2}
+    assert layer_learning_rates(names, [0.1, 0.2]) == {"W1": 0.1, "b1": 0.1, "W2": 0.2, "b2": 0.2}
     with pytest.raises(ConfigError, match="one learning rate per layer"):
         layer_learning_rates(names, [0.1])

@@ -71,8 +71,9 @@ def test_muon_matches_slow_reference(nesterov):
     rng = np.random.default_rng(3)
     w0 = rng.normal(size=(30, 50))  # stored (n_in, n_out) = (30, 50): matrix view (50, 30)
     grads = [rng.normal(size=(30, 50)) for _ in range(4)]
-    opt = OrthogonalOptimizer("muon", {"W": 0.05}, {"W": "ns"}, momentum=0.9,
-                              nesterov=nesterov, weight_decay=0.01)
+    opt = OrthogonalOptimizer(
+        "muon", {"W": 0.05}, {"W": "ns"}, momentum=0.9, nesterov=nesterov, weight_decay=0.01
+    )
     params = {"W": w0.copy()}
     for g in grads:
         opt.step(params, {"W": g})
@@ -93,8 +94,9 @@ def test_conv_kernel_matrix_view_roundtrip():
 
 def test_spectral_cap_holds_after_every_step():
     rng = np.random.default_rng(4)
-    opt = OrthogonalOptimizer("smep", {"W": 0.5}, {"W": "ns"}, spectral_cap=0.95,
-                              capped={"W"}, cap_iterations=20)
+    opt = OrthogonalOptimizer(
+        "smep", {"W": 0.5}, {"W": "ns"}, spectral_cap=0.95, capped={"W"}, cap_iterations=20
+    )
     params = {"W": rng.normal(size=(20, 10))}
     for _ in range(5):
         opt.step(params, {"W": rng.normal(size=(20, 10))})
@@ -110,8 +112,14 @@ def test_dion_rank_error_feedback_and_orthonormal_factors():
     rng = np.random.default_rng(5)
     shape = (60, 40)  # stored (n_in, n_out): matrix view (40, 60)
     r = int(0.2 * 40)
-    opt = OrthogonalOptimizer("sdmep", {"W": 0.01}, {"W": "dion"}, momentum=0.9,
-                              rank_frac=0.2, rng=np.random.default_rng(0))
+    opt = OrthogonalOptimizer(
+        "sdmep",
+        {"W": 0.01},
+        {"W": "dion"},
+        momentum=0.9,
+        rank_frac=0.2,
+        rng=np.random.default_rng(0),
+    )
     params = {"W": rng.normal(size=shape)}
     m_prev = np.zeros((40, 60))
     q_prev = column_normalize(np.random.default_rng(0).standard_normal((60, r)))
@@ -127,8 +135,9 @@ def test_dion_rank_error_feedback_and_orthonormal_factors():
         np.testing.assert_allclose(m_now + 0.1 * p @ rr.T, b, atol=1e-10)  # error feedback
         delta = to_matrix(params["W"] - w_before)
         assert np.linalg.matrix_rank(delta, tol=1e-9) == r
-        np.testing.assert_allclose(delta, -0.01 * np.sqrt(40 / 60) * p @ column_normalize(rr).T,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            delta, -0.01 * np.sqrt(40 / 60) * p @ column_normalize(rr).T, atol=1e-12
+        )
         m_prev, q_prev = m_now, opt.buf["q"]["W"]
 
 
@@ -138,8 +147,14 @@ def test_dion_finds_the_top_subspace_of_a_low_rank_gradient():
     u, _ = np.linalg.qr(rng.normal(size=(50, 3)))
     v, _ = np.linalg.qr(rng.normal(size=(30, 3)))
     g = (u * [3.0, 2.0, 1.0]) @ v.T  # matrix view (50, 30): stored transposed
-    opt = OrthogonalOptimizer("sdmep", {"W": 1e-3}, {"W": "dion"}, momentum=0.9,
-                              rank_frac=0.1, rng=np.random.default_rng(1))
+    opt = OrthogonalOptimizer(
+        "sdmep",
+        {"W": 1e-3},
+        {"W": "dion"},
+        momentum=0.9,
+        rank_frac=0.1,
+        rng=np.random.default_rng(1),
+    )
     params = {"W": np.zeros((30, 50))}
     for _ in range(20):
         w0 = params["W"].copy()
@@ -157,14 +172,23 @@ def test_kfac_factor_shapes_damping_and_natural_step():
     b = net.backend
     shapes = {k: tuple(v.shape) for k, v in net.parameters().items()}
     dense = {c.name for c in b.plan.couplings}
-    opt = make_optimizer("natural_ep", {k: 0.1 for k in shapes}, shapes, set(), dense,
-                         kfac_decay=0.0, damping=0.05, spectral_cap=0.0)
+    opt = make_optimizer(
+        "natural_ep",
+        {k: 0.1 for k in shapes},
+        shapes,
+        set(),
+        dense,
+        kfac_decay=0.0,
+        damping=0.05,
+        spectral_cap=0.0,
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, *b.plan.layer_shapes[0]))
     y = rng.integers(0, b.plan.layer_shapes[-1][0], size=16)
     free = b.relax(b.zero_state(x), 60)
     rule = make_rule("c_ep", 0.2, 20)
     from analogebl.learning import estimate
+
     seen = {}
 
     def observer(f, s1, s2, b1, b2):
@@ -190,21 +214,38 @@ def test_kfac_factor_shapes_damping_and_natural_step():
 def test_natural_ep_rejects_rules_without_two_equilibria():
     net = Network.from_catalog("tiny_dense", backend="reference", dtype="float64", seed=0)
     shapes = {k: tuple(v.shape) for k, v in net.parameters().items()}
-    opt = make_optimizer("natural_ep", {k: 0.1 for k in shapes}, shapes, set(),
-                         {c.name for c in net.backend.plan.couplings})
+    opt = make_optimizer(
+        "natural_ep",
+        {k: 0.1 for k in shapes},
+        shapes,
+        set(),
+        {c.name for c in net.backend.plan.couplings},
+    )
     x = np.random.default_rng(0).normal(size=(4, *net.backend.plan.layer_shapes[0]))
     with pytest.raises(ConfigError, match="two equilibria"):
         net.train_step(x, np.zeros(4, dtype=int), make_rule("tbp", None, 5), opt, 10)
 
 
 def test_routes_of_each_optimizer():
-    shapes = {"W1": (784, 128), "b1": (128,), "W2": (128, 64), "b2": (64,), "W3": (64, 10),
-              "b3": (10,)}
+    shapes = {
+        "W1": (784, 128),
+        "b1": (128,),
+        "W2": (128, 64),
+        "b2": (64,),
+        "W3": (64, 10),
+        "b3": (10,),
+    }
     lrs = {k: 0.02 for k in shapes}
     dense = {"W1", "W2", "W3"}
     muon = make_optimizer("muon", lrs, shapes, {"W2"}, dense)
-    assert muon.routes == {"W1": "adamw", "b1": "adamw", "W2": "ns", "b2": "adamw",
-                           "W3": "adamw", "b3": "adamw"}
+    assert muon.routes == {
+        "W1": "adamw",
+        "b1": "adamw",
+        "W2": "ns",
+        "b2": "adamw",
+        "W3": "adamw",
+        "b3": "adamw",
+    }
     assert muon.lrs["W1"] == 1e-3 and muon.lrs["W2"] == 0.02 and not muon.capped
     smep = make_optimizer("smep", lrs, shapes, {"W2"}, dense)
     assert {k for k, r in smep.routes.items() if r == "ns"} == dense
@@ -223,8 +264,13 @@ def test_local_ep_is_smep_step_for_step():
     for name in ("smep", "local_ep"):
         net = Network.from_catalog("tiny_dense", backend="reference", dtype="float64", seed=0)
         shapes = {k: tuple(v.shape) for k, v in net.parameters().items()}
-        opt = make_optimizer(name, {k: 0.05 for k in shapes}, shapes, set(),
-                             {c.name for c in net.backend.plan.couplings})
+        opt = make_optimizer(
+            name,
+            {k: 0.05 for k in shapes},
+            shapes,
+            set(),
+            {c.name for c in net.backend.plan.couplings},
+        )
         rng = np.random.default_rng(0)
         for _ in range(3):
             x = rng.normal(size=(8, *net.backend.plan.layer_shapes[0]))
@@ -237,9 +283,18 @@ def test_local_ep_is_smep_step_for_step():
 def test_optimizer_state_roundtrip_resumes_exactly():
     rng = np.random.default_rng(7)
     shapes = {"W1": (20, 12), "b1": (12,), "W2": (12, 6), "b2": (6,)}
-    mk = lambda: make_optimizer("sdmep", {k: 0.01 for k in shapes}, shapes, set(),  # noqa: E731
-                                {"W1", "W2"}, dion_threshold=100,
-                                rng=np.random.default_rng(3))
+
+    def mk():
+        return make_optimizer(
+            "sdmep",
+            {k: 0.01 for k in shapes},
+            shapes,
+            set(),
+            {"W1", "W2"},
+            dion_threshold=100,
+            rng=np.random.default_rng(3),
+        )
+
     grads = [{k: rng.normal(size=s) for k, s in shapes.items()} for _ in range(6)]
     p0 = {k: rng.normal(size=s) for k, s in shapes.items()}
     a, pa = mk(), dict(p0)
@@ -262,8 +317,7 @@ def test_spectral_cap_wraps_plain_optimizers(name):
     and conv matrix views) and checkpoint their power-iteration vectors."""
     rng = np.random.default_rng(8)
     shapes = {"W1": (6, 3, 3, 3), "b1": (6,), "W2": (24, 10), "b2": (10,)}
-    opt = make_optimizer(name, {k: 0.01 for k in shapes}, shapes, set(), {"W2"},
-                         spectral_cap=0.7)
+    opt = make_optimizer(name, {k: 0.01 for k in shapes}, shapes, set(), {"W2"}, spectral_cap=0.7)
     params = {k: rng.normal(size=s) for k, s in shapes.items()}  # sigma ~ 5-7 at first
     for _ in range(30):  # slowly changing weights, as in training: the estimate tightens
         opt.step(params, {k: rng.normal(size=s) for k, s in shapes.items()})
@@ -272,7 +326,6 @@ def test_spectral_cap_wraps_plain_optimizers(name):
     assert np.linalg.norm(params["b2"]) > 0.7  # biases are not capped
     st = opt.state()
     assert "capv/W1" in st and "capv/W2" in st
-    again = make_optimizer(name, {k: 0.5 for k in shapes}, shapes, set(), {"W2"},
-                           spectral_cap=0.7)
+    again = make_optimizer(name, {k: 0.5 for k in shapes}, shapes, set(), {"W2"}, spectral_cap=0.7)
     again.load_state(st, opt.scalars())
     assert set(again.state()) == set(st)

@@ -9,9 +9,17 @@ from analogebl.study import load_study, parse_set
 
 @pytest.mark.parametrize("rule", RULES)
 def test_every_rule_trains_tiny_circuit_on_real_mnist(rule, data_dir):
-    sets = ["circuit.name=tiny_dense", f"rule.name={rule}", "epochs=5", "batch_size=32",
-            "train_subset=2000", "test_subset=1000", "optimizer.lr=[0.1, 0.05, 0.025]",
-            "relaxation.free_iterations=30", "rule.iterations=10"]
+    sets = [
+        "circuit.name=tiny_dense",
+        f"rule.name={rule}",
+        "epochs=5",
+        "batch_size=32",
+        "train_subset=2000",
+        "test_subset=1000",
+        "optimizer.lr=[0.1, 0.05, 0.025]",
+        "relaxation.free_iterations=30",
+        "rule.iterations=10",
+    ]
     if rule == "cl":
         sets.append("rule.beta=1.0")
     study = load_study("mnist_dhn_c_ep", "smoke", [parse_set(s) for s in sets])

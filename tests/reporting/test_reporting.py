@@ -33,24 +33,52 @@ from analogebl.reporting import (
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def write_run_file(path: Path, *, rule="c_ep", dataset="mnist", seed=0, test=(0.5, 0.1),
-                   train=(0.4, 0.05), profile="none", beta=0.25, complete=True, study="s",
-                   extra_metrics=("energy",)) -> Path:
+def write_run_file(
+    path: Path,
+    *,
+    rule="c_ep",
+    dataset="mnist",
+    seed=0,
+    test=(0.5, 0.1),
+    train=(0.4, 0.05),
+    profile="none",
+    beta=0.25,
+    complete=True,
+    study="s",
+    extra_metrics=("energy",),
+) -> Path:
     """Write one synthetic run file following the recorder's schema exactly."""
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(test)
     with h5py.File(path, "w") as f:
         meta = f.create_group("meta")
-        attrs = {"study": study, "tier": "cpu", "dataset": dataset, "rule": rule,
-                 "beta": float(beta), "profile": profile, "optimizer": "sgd", "seed": seed,
-                 "backend": "reference", "dtype": "float64", "device": "cpu",
-                 "version": "0.1.0", "git_sha": "0" * 40,
-                 "epochs_planned": n if complete else n + 3, "complete": complete}
+        attrs = {
+            "study": study,
+            "tier": "cpu",
+            "dataset": dataset,
+            "rule": rule,
+            "beta": float(beta),
+            "profile": profile,
+            "optimizer": "sgd",
+            "seed": seed,
+            "backend": "reference",
+            "dtype": "float64",
+            "device": "cpu",
+            "version": "0.1.0",
+            "git_sha": "0" * 40,
+            "epochs_planned": n if complete else n + 3,
+            "complete": complete,
+        }
         for k, v in attrs.items():
             meta.attrs[k] = v
         meta.create_dataset("config_toml", data=f'rule = "{rule}"\n')
-        cols = {"epoch": np.arange(1, n + 1), "train_error": train, "test_error": test,
-                "train_cost": np.linspace(1.0, 0.5, n), "seconds": np.full(n, 2.0)}
+        cols = {
+            "epoch": np.arange(1, n + 1),
+            "train_error": train,
+            "test_error": test,
+            "train_cost": np.linspace(1.0, 0.5, n),
+            "seconds": np.full(n, 2.0),
+        }
         cols.update({k: np.ones(n) for k in extra_metrics})
         m = f.create_group("metrics")
         for k, v in cols.items():
@@ -64,12 +92,21 @@ def tree(tmp_path):
     """C-EP on MNIST with three seeds, a one-seed P-EP (incomplete), CL on CIFAR-10."""
     root = tmp_path / "runs"
     for seed, (te, tr) in enumerate([(0.10, 0.05), (0.12, 0.06), (0.17, 0.07)]):
-        write_run_file(root / f"c_ep/s{seed}.h5", seed=seed, test=(0.5, 0.3, te),
-                       train=(0.4, 0.2, tr))
-    write_run_file(root / "p_ep/s0.h5", rule="p_ep", test=(0.6, 0.2), train=(0.7, 0.15),
-                   complete=False)
-    write_run_file(root / "deep/er/cl.h5", rule="cl", dataset="cifar10", beta=math.nan,
-                   test=(0.9, 0.5), train=(0.9, 0.45), extra_metrics=())
+        write_run_file(
+            root / f"c_ep/s{seed}.h5", seed=seed, test=(0.5, 0.3, te), train=(0.4, 0.2, tr)
+        )
+    write_run_file(
+        root / "p_ep/s0.h5", rule="p_ep", test=(0.6, 0.2), train=(0.7, 0.15), complete=False
+    )
+    write_run_file(
+        root / "deep/er/cl.h5",
+        rule="cl",
+        dataset="cifar10",
+        beta=math.nan,
+        test=(0.9, 0.5),
+        train=(0.9, 0.45),
+        extra_metrics=(),
+    )
     return root
 
 
@@ -79,10 +116,14 @@ def test_load_runs_reads_the_schema_and_skips_non_run_files(tree):
     (tree / "notes.txt").write_text("not hdf5")
     runs = load_runs(tree)
     assert [r.path.relative_to(tree).as_posix() for r in runs] == [
-        "c_ep/s0.h5", "c_ep/s1.h5", "c_ep/s2.h5", "deep/er/cl.h5", "p_ep/s0.h5"]
+        "c_ep/s0.h5",
+        "c_ep/s1.h5",
+        "c_ep/s2.h5",
+        "deep/er/cl.h5",
+        "p_ep/s0.h5",
+    ]
     r = runs[1]
-    assert (r.rule, r.dataset, r.profile, r.seed, r.complete) == ("c_ep", "mnist", "none", 1,
-                                                                  True)
+    assert (r.rule, r.dataset, r.profile, r.seed, r.complete) == ("c_ep", "mnist", "none", 1, True)
     assert isinstance(r.meta["seed"], int) and isinstance(r.meta["complete"], bool)
     assert r.meta["git_sha"] == "0" * 40 and r.config_toml == 'rule = "c_ep"\n'
     assert r.final_test_error == 0.12 and r.final_train_error == 0.06 and r.epochs_done == 3
@@ -108,22 +149,44 @@ def test_cells_are_mean_and_sample_std_over_seeds(tree):
 
 
 def test_rules_and_datasets_in_canonical_order_unknowns_appended(tmp_path):
-    rules = ["zz_new", "rbp", "tbp", "c_cpl", "n_cpl", "p_cpl", "c_ep", "n_ep", "p_ep", "cl",
-             "aa_new"]
+    rules = [
+        "zz_new",
+        "rbp",
+        "tbp",
+        "c_cpl",
+        "n_cpl",
+        "p_cpl",
+        "c_ep",
+        "n_ep",
+        "p_ep",
+        "cl",
+        "aa_new",
+    ]
     for i, rule in enumerate(rules):
         write_run_file(tmp_path / f"r{i}.h5", rule=rule, test=(0.3,), train=(0.2,))
     for i, ds in enumerate(["imagenet", "cifar100", "svhn", "cifar10", "fmnist"]):
-        write_run_file(tmp_path / f"d{i}.h5", rule="c_ep", dataset=ds, test=(0.3,),
-                       train=(0.2,))
+        write_run_file(tmp_path / f"d{i}.h5", rule="c_ep", dataset=ds, test=(0.3,), train=(0.2,))
     md = tables_markdown(summarize(load_runs(tmp_path)))
     lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
     assert lines[0] == "| Rule | MNIST | F-MNIST | SVHN | CIFAR-10 | CIFAR-100 | imagenet |"
     assert [ln.split(" | ")[0][2:] for ln in lines[1:]] == [
-        "CL", "P-EP", "N-EP", "C-EP", "P-CpL", "N-CpL", "C-CpL", "TBP", "RBP", "aa_new",
-        "zz_new"]
+        "CL",
+        "P-EP",
+        "N-EP",
+        "C-EP",
+        "P-CpL",
+        "N-CpL",
+        "C-CpL",
+        "TBP",
+        "RBP",
+        "aa_new",
+        "zz_new",
+    ]
     assert "n = 1 seed(s) per cell." in md
-    csv_rules = [row["rule"] for row in csv.DictReader(io.StringIO(
-        table_csv(summarize(load_runs(tmp_path)))))]
+    csv_rules = [
+        row["rule"]
+        for row in csv.DictReader(io.StringIO(table_csv(summarize(load_runs(tmp_path)))))
+    ]
     assert csv_rules[0] == "cl" and csv_rules[-1] == "zz_new"
 
 
@@ -157,16 +220,19 @@ def test_csv_parses_back_to_the_same_numbers(tree):
 
 def test_several_profiles_give_one_table_each_and_a_rules_by_profiles_table(tree):
     write_run_file(tree / "hw/a.h5", profile="reram_like", test=(0.4, 0.2), train=(0.3, 0.1))
-    write_run_file(tree / "hw/b.h5", profile="reram_like", seed=1, test=(0.4, 0.3),
-                   train=(0.3, 0.2))
+    write_run_file(
+        tree / "hw/b.h5", profile="reram_like", seed=1, test=(0.4, 0.3), train=(0.3, 0.2)
+    )
     cells = summarize(load_runs(tree))
     md = tables_markdown(cells)
     assert "### Profile none:" in md and "### Profile reram_like:" in md
     table = rules_by_profiles(cells, "mnist")
     lines = [ln for ln in table.splitlines() if ln.startswith("| ")]
     assert lines[0] == "| Rule | none | reram_like |"
-    assert lines[1:] == ["| P-EP | 20.00 ± –† [n=1] | – |",
-                         "| C-EP | 13.00 ± 3.61 [n=3] | 25.00 ± 7.07 [n=2] |"]
+    assert lines[1:] == [
+        "| P-EP | 20.00 ± –† [n=1] | – |",
+        "| C-EP | 13.00 ± 3.61 [n=3] | 25.00 ± 7.07 [n=2] |",
+    ]
     assert table in md
     assert "CIFAR-10: final test error % by hardware profile" not in md  # one profile only
     assert r"\toprule" in rules_by_profiles(cells, "mnist", fmt="latex")
@@ -176,10 +242,12 @@ def test_several_profiles_give_one_table_each_and_a_rules_by_profiles_table(tree
 
 def test_latex_is_booktabs_and_escaped(tmp_path):
     nasty = "a_b&c%$#{}~^\\"
-    write_run_file(tmp_path / "x.h5", rule=nasty, dataset="d&s", profile="p_1",
-                   test=(0.3,), train=(0.2,))
-    write_run_file(tmp_path / "y.h5", rule="c_ep", dataset="d&s", profile="p 2",
-                   test=(0.3,), train=(0.2,))
+    write_run_file(
+        tmp_path / "x.h5", rule=nasty, dataset="d&s", profile="p_1", test=(0.3,), train=(0.2,)
+    )
+    write_run_file(
+        tmp_path / "y.h5", rule="c_ep", dataset="d&s", profile="p 2", test=(0.3,), train=(0.2,)
+    )
     tex = tables_latex(summarize(load_runs(tmp_path)))
     esc = r"a\_b\&c\%\$\#\{\}\textasciitilde{}\textasciicircum{}\textbackslash{}"
     assert latex_escape(nasty) == esc
@@ -210,9 +278,14 @@ def test_figures_only_when_the_data_allows(tmp_path):
     write_run_file(root / "c.h5", seed=1, beta=0.5, test=(0.4, 0.2), train=(0.3, 0.1))
     write_run_file(root / "d.h5", profile="reram like", test=(0.4, 0.25), train=(0.3, 0.1))
     made = make_figures(load_runs(root), out)
-    assert [p.name for p in made] == ["curves_none_mnist.png", "curves_reram-like_mnist.png",
-                                      "bars_none_mnist.png", "bars_reram-like_mnist.png",
-                                      "beta_none_mnist.png", "heatmap_mnist.png"]
+    assert [p.name for p in made] == [
+        "curves_none_mnist.png",
+        "curves_reram-like_mnist.png",
+        "bars_none_mnist.png",
+        "bars_reram-like_mnist.png",
+        "beta_none_mnist.png",
+        "heatmap_mnist.png",
+    ]
     _pngs(made)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in made)
 
@@ -231,8 +304,10 @@ def test_write_report_files_links_and_identical_regeneration(tree):
     assert again == files
     assert {n: (out / n).read_bytes() for n in first} == first
     custom = write_report(tree, tree.parent / "elsewhere")
-    assert (custom[1].read_bytes(), custom[2].read_bytes()) == (first["table.csv"],
-                                                                 first["table.tex"])
+    assert (custom[1].read_bytes(), custom[2].read_bytes()) == (
+        first["table.csv"],
+        first["table.tex"],
+    )
     assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in files)
 
 
@@ -275,9 +350,16 @@ def test_corrupted_or_malformed_file_raises_config_error_naming_it(tree):
         load_runs(tree)
     bad.unlink()
     with h5py.File(tree / "broken.h5", "w") as f:  # /meta present, test_error missing
-        f.create_group("meta").attrs.update({"rule": "cl", "dataset": "mnist",
-                                             "profile": "none", "seed": 0, "beta": 0.1,
-                                             "complete": True})
+        f.create_group("meta").attrs.update(
+            {
+                "rule": "cl",
+                "dataset": "mnist",
+                "profile": "none",
+                "seed": 0,
+                "beta": 0.1,
+                "complete": True,
+            }
+        )
         f.create_group("metrics").create_dataset("epoch", data=np.ones(1))
         f["metrics"].create_dataset("train_error", data=np.ones(1))
     with pytest.raises(ConfigError, match="metrics/test_error") as exc:
@@ -302,7 +384,9 @@ def test_reporting_imports_no_simulation_code():
     src = Path(__file__).resolve().parents[2] / "analogebl" / "reporting"
     imported = set()
     for f in src.glob("*.py"):
-        imported |= set(re.findall(r"^\s*(?:from|import) (analogebl[\w.]*)", f.read_text(),
-                                   flags=re.M))
-    assert imported and all(m == "analogebl.errors" or m.startswith("analogebl.reporting")
-                            for m in imported)
+        imported |= set(
+            re.findall(r"^\s*(?:from|import) (analogebl[\w.]*)", f.read_text(), flags=re.M)
+        )
+    assert imported and all(
+        m == "analogebl.errors" or m.startswith("analogebl.reporting") for m in imported
+    )

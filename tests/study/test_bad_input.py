@@ -8,9 +8,11 @@ import pytest
 
 from analogebl.cli import main
 
-GOOD_STUDY = ('dataset = "mnist"\nepochs = 1\ntrain_subset = 64\ntest_subset = 64\n'
-              'batch_size = 32\n[circuit]\nname = "tiny_dense"\n[rule]\nname = "c_ep"\n'
-              'beta = 0.25\n[optimizer]\nlr = 0.1\n')
+GOOD_STUDY = (
+    'dataset = "mnist"\nepochs = 1\ntrain_subset = 64\ntest_subset = 64\n'
+    'batch_size = 32\n[circuit]\nname = "tiny_dense"\n[rule]\nname = "c_ep"\n'
+    "beta = 0.25\n[optimizer]\nlr = 0.1\n"
+)
 
 # (extra argv after "study run STUDY", study file text or None for mnist_dhn_c_ep, words the
 # message must contain)
@@ -20,13 +22,11 @@ CASES = {
     "--set wrong type": (["--set", "epochs=three"], None, ["epochs", "int"]),
     "--set negative": (["--set", "epochs=-2"], None, ["epochs", "> 0"]),
     "--set without =": (["--set", "epochs"], None, ["key=value"]),
-    "--set bad enum": (["--set", "relaxation.schedule=sideways"], None,
-                       ["relaxation.schedule"]),
+    "--set bad enum": (["--set", "relaxation.schedule=sideways"], None, ["relaxation.schedule"]),
     "--set unknown rule": (["--set", "rule.name=hebb"], None, ["hebb"]),
     "--set unknown circuit": (["--set", "circuit.name=nope"], None, ["nope"]),
     "--set unknown dataset": (["--set", "dataset=imagenet"], None, ["imagenet"]),
-    "--set lr list length": (["--set", "optimizer.lr=[0.1, 0.2, 0.3]"], None,
-                             ["optimizer.lr"]),
+    "--set lr list length": (["--set", "optimizer.lr=[0.1, 0.2, 0.3]"], None, ["optimizer.lr"]),
     "bad executor": (["--executor", "slurm"], None, ["--executor", "slurm"]),
     "executor local:0": (["--executor", "local:0"], None, ["--executor"]),
     "dask without port": (["--executor", "dask://localhost"], None, ["dask://HOST:PORT"]),
@@ -88,7 +88,7 @@ def test_corrupted_dataset_names_the_file(data_dir, tmp_path, capsys, monkeypatc
     root = tmp_path / "data"
     shutil.copytree(f"{data_dir}/mnist", root / "mnist")
     victim = sorted((root / "mnist").glob("t10k-images*"))[0]
-    victim.write_bytes(victim.read_bytes()[: 1000])
+    victim.write_bytes(victim.read_bytes()[:1000])
     monkeypatch.setenv("ANALOGEBL_DATA", str(root))
     out = tmp_path / "out"
     rc = main(["study", "run", "mnist_dhn_c_ep", "--tier", "smoke", "--out", str(out)])
@@ -100,8 +100,7 @@ def test_corrupted_dataset_names_the_file(data_dir, tmp_path, capsys, monkeypatc
 def test_unwritable_output_folder(data_dir, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    rc = main(["study", "run", "mnist_dhn_c_ep", "--tier", "smoke", "--out",
-               str(blocker / "out")])
+    rc = main(["study", "run", "mnist_dhn_c_ep", "--tier", "smoke", "--out", str(blocker / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "output folder" in err[0]
 
@@ -120,11 +119,14 @@ def test_a_tier_the_study_lacks(capsys):
     assert "mnist_dhn_c_ep.toml" in err[0] and "'huge'" in err[0] and "full, cpu, smoke" in err[0]
 
 
-@pytest.mark.parametrize("argv", [
-    ["study", "run", "mnist_dhn_c_ep", "--backend", "fpga"],
-    ["study", "run", "mnist_dhn_c_ep", "--dtype", "float16"],
-    ["study", "run", "mnist_dhn_c_ep", "--epochs", "many"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["study", "run", "mnist_dhn_c_ep", "--backend", "fpga"],
+        ["study", "run", "mnist_dhn_c_ep", "--dtype", "float16"],
+        ["study", "run", "mnist_dhn_c_ep", "--epochs", "many"],
+    ],
+)
 def test_bad_flags_are_usage_errors(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)

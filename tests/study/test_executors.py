@@ -9,20 +9,24 @@ from analogebl.recording import read_run
 from analogebl.study import load_study
 from analogebl.study.runner import parse_executor, run_study
 
-STUDY = ('dataset = "mnist"\nepochs = 2\ntrain_subset = 200\ntest_subset = 100\n'
-         'batch_size = 50\nbackend = "numba"\naugment = false\n'
-         '[circuit]\nname = "tiny_dense"\n[rule]\nname = "c_ep"\nbeta = 0.25\n'
-         'iterations = 5\n[relaxation]\nfree_iterations = 15\n'
-         '[optimizer]\nlr = [0.1, 0.05, 0.025]\n'
-         '[sweep]\nseed = [0, 1]\nrule.name = ["c_ep", "p_cpl"]\n')
+STUDY = (
+    'dataset = "mnist"\nepochs = 2\ntrain_subset = 200\ntest_subset = 100\n'
+    'batch_size = 50\nbackend = "numba"\naugment = false\n'
+    '[circuit]\nname = "tiny_dense"\n[rule]\nname = "c_ep"\nbeta = 0.25\n'
+    "iterations = 5\n[relaxation]\nfree_iterations = 15\n"
+    "[optimizer]\nlr = [0.1, 0.05, 0.025]\n"
+    '[sweep]\nseed = [0, 1]\nrule.name = ["c_ep", "p_cpl"]\n'
+)
 
 
 def _results(out):
     res = {}
     for f in sorted(out.glob("*.h5")):
         r = read_run(f)
-        res[f.stem] = ({k: v for k, v in r.metrics.items() if not k.startswith("seconds")},
-                       r.checkpoint.arrays)
+        res[f.stem] = (
+            {k: v for k, v in r.metrics.items() if not k.startswith("seconds")},
+            r.checkpoint.arrays,
+        )
     return res
 
 
@@ -32,8 +36,7 @@ def _same(a, b, rtol=0.0, atol=0.0):
         for da, db in zip(a[k], b[k], strict=True):
             assert da.keys() == db.keys()
             for n in da:
-                np.testing.assert_allclose(da[n], db[n], rtol=rtol, atol=atol,
-                                           err_msg=f"{k}/{n}")
+                np.testing.assert_allclose(da[n], db[n], rtol=rtol, atol=atol, err_msg=f"{k}/{n}")
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +50,7 @@ def study(tmp_path_factory):
 def local_results(study, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     summ = run_study(study, out, "local", quiet=True)
-    assert [s.run_id for s in summ] == ["seed0_c_ep", "seed0_p_cpl", "seed1_c_ep",
-                                        "seed1_p_cpl"]
+    assert [s.run_id for s in summ] == ["seed0_c_ep", "seed0_p_cpl", "seed1_c_ep", "seed1_p_cpl"]
     assert all(s.status == "complete" for s in summ)
     return _results(out)
 
@@ -81,11 +83,13 @@ def test_process_pool_matches_local(local_results, pool_results):
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_equals_the_local_pool(study, pool_results, local_results, tmp_path,
-                                                  data_dir):
+def test_dask_local_cluster_equals_the_local_pool(
+    study, pool_results, local_results, tmp_path, data_dir
+):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         addr = cluster.scheduler_address.replace("tcp://", "dask://")
         summ = run_study(study, tmp_path, addr, quiet=True)
     assert all(s.status == "complete" for s in summ)

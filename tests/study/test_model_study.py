@@ -14,14 +14,25 @@ from analogebl.study import load_study, parse_set
 from analogebl.study.runner import plan_runs
 from tests.interrupt import interrupt_at
 
-SMALL = ["epochs=2", "train_subset=512", "validation_subset=128", "test_subset=256",
-         "eval_batch_size=256", "batch_size=64", "model.hidden=48",
-         "relaxation.free_iterations=40", "rule.iterations=20"]
+SMALL = [
+    "epochs=2",
+    "train_subset=512",
+    "validation_subset=128",
+    "test_subset=256",
+    "eval_batch_size=256",
+    "batch_size=64",
+    "model.hidden=48",
+    "relaxation.free_iterations=40",
+    "rule.iterations=20",
+]
 
 
 def _run(variant, *extra):
-    return load_study("toreq_models_mnist", "smoke",
-                      [parse_set(s) for s in [*SMALL, f"variant={variant}", *extra]]).runs()[0]
+    return load_study(
+        "toreq_models_mnist",
+        "smoke",
+        [parse_set(s) for s in [*SMALL, f"variant={variant}", *extra]],
+    ).runs()[0]
 
 
 @pytest.mark.parametrize("variant", ["bp_mlp", "looped_sn", "toroidal", "modern"])
@@ -33,8 +44,9 @@ def test_each_model_learns_and_records_diagnostics(variant, data_dir, tmp_path):
     sig = "sigma_W1" if variant == "modern" else "sigma_W"
     assert np.all(m[sig] > 0) and np.all(np.isfinite(m["lipschitz_mean"]))
     if variant != "bp_mlp":
-        assert np.all(m["relax_steps"] >= 1) and np.all((m["converged"] >= 0)
-                                                         & (m["converged"] <= 1))
+        assert np.all(m["relax_steps"] >= 1) and np.all(
+            (m["converged"] >= 0) & (m["converged"] <= 1)
+        )
         assert np.all(m["lipschitz_max"] < 1.0)  # damped contraction at the equilibria
     if variant == "looped_sn":
         assert np.all(m["sigma_W"] <= 0.95 * (1 + 1e-3))
@@ -61,12 +73,15 @@ def test_model_run_resumes_bit_for_bit(data_dir, tmp_path, monkeypatch):
             np.testing.assert_array_equal(a.metrics[k], b.metrics[k], err_msg=k)
 
 
-@pytest.mark.parametrize("sets,match", [
-    (["variant=modern", "rule.name=h_ep"], "holomorphic"),
-    (["variant=looped", "profile=reram_like"], "crossbar circuits"),
-    (["variant=looped", "optimizer.lr=[0.1, 0.2]"], "one learning rate"),
-    (["variant=bp_mlp", "rule.name=c_ep"], "feed-forward"),
-])
+@pytest.mark.parametrize(
+    "sets,match",
+    [
+        (["variant=modern", "rule.name=h_ep"], "holomorphic"),
+        (["variant=looped", "profile=reram_like"], "crossbar circuits"),
+        (["variant=looped", "optimizer.lr=[0.1, 0.2]"], "one learning rate"),
+        (["variant=bp_mlp", "rule.name=c_ep"], "feed-forward"),
+    ],
+)
 def test_what_does_not_apply_is_refused_before_writing(sets, match, data_dir, tmp_path):
     study = load_study("toreq_models_mnist", "smoke", [parse_set(s) for s in sets])
     with pytest.raises(ConfigError, match=match):

@@ -16,9 +16,16 @@ from analogebl.study import load_study, parse_set
 from analogebl.study.runner import plan_runs
 from tests.interrupt import interrupt_at
 
-SMALL = ["epochs=2", "train_subset=300", "test_subset=200", "eval_batch_size=200",
-         "batch_size=100", "relaxation.free_iterations=10", "rule.iterations=4",
-         "backend=numba"]
+SMALL = [
+    "epochs=2",
+    "train_subset=300",
+    "test_subset=200",
+    "eval_batch_size=200",
+    "batch_size=100",
+    "relaxation.free_iterations=10",
+    "rule.iterations=4",
+    "backend=numba",
+]
 
 
 def _study(*extra, tier="smoke"):
@@ -38,8 +45,9 @@ def test_validation_split_is_disjoint_and_sized(data_dir):
 
 @pytest.mark.parametrize("variant", ["muon", "natural_ep", "sdmep"])
 def test_run_records_layer_change_time_and_validation(variant, data_dir, tmp_path):
-    study = _study(f"variant={variant}", "validation_subset=100",
-                   "optimizer.adam_lr=0.005").runs()[0]
+    study = _study(f"variant={variant}", "validation_subset=100", "optimizer.adam_lr=0.005").runs()[
+        0
+    ]
     path = tmp_path / "r.h5"
     res = run_training(study, progress=False, path=path)
     rec = read_run(path)
@@ -55,8 +63,9 @@ def test_run_records_layer_change_time_and_validation(variant, data_dir, tmp_pat
 
 
 @pytest.mark.parametrize("variant", ["sdmep", "natural_ep"])
-def test_resume_mid_epoch_with_optimizer_state_is_bit_identical(variant, data_dir, tmp_path,
-                                                                 monkeypatch):
+def test_resume_mid_epoch_with_optimizer_state_is_bit_identical(
+    variant, data_dir, tmp_path, monkeypatch
+):
     """Dion's factors and momentum, K-FAC factors, Adam moments and the step count travel
     with the checkpoint: a run stopped inside epoch 2 and resumed ends bit-for-bit."""
     study = _study(f"variant={variant}", "optimizer.dion_threshold=1000").runs()[0]
@@ -100,9 +109,12 @@ def test_natural_ep_with_a_non_contrastive_rule_is_refused_before_writing(data_d
 
 def test_report_selects_the_rate_on_validation_not_test(data_dir, tmp_path):
     """Three rates per optimizer: the reported row is the best mean validation accuracy."""
-    study = load_study("mep_optimizers_mnist", "tuned",
-                       [parse_set(s) for s in [*SMALL, "epochs=1", "validation_subset=100"]],
-                       {"seed": [0], "variant": ["adam", "eqprop"]})
+    study = load_study(
+        "mep_optimizers_mnist",
+        "tuned",
+        [parse_set(s) for s in [*SMALL, "epochs=1", "validation_subset=100"]],
+        {"seed": [0], "variant": ["adam", "eqprop"]},
+    )
     for r in study.runs():
         run_training(r, progress=False, path=tmp_path / f"{r.run_id}.h5")
     runs = load_runs(tmp_path)

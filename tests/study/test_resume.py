@@ -19,13 +19,33 @@ from analogebl.recording import read_run
 from analogebl.study import load_study, parse_set
 from tests.interrupt import interrupt_at
 
-SETS = ["epochs=3", "train_subset=600", "test_subset=200", "batch_size=50",
-        "circuit.name=tiny_dense", "optimizer.lr=[0.1, 0.05, 0.025]", "backend=numba"]
+SETS = [
+    "epochs=3",
+    "train_subset=600",
+    "test_subset=200",
+    "batch_size=50",
+    "circuit.name=tiny_dense",
+    "optimizer.lr=[0.1, 0.05, 0.025]",
+    "backend=numba",
+]
 
 
 def _cmd(out):
-    cmd = [sys.executable, "-m", "analogebl.cli", "study", "run", "mnist_dhn_c_ep", "--tier",
-           "smoke", "--out", str(out), "--checkpoint-seconds", "0", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "analogebl.cli",
+        "study",
+        "run",
+        "mnist_dhn_c_ep",
+        "--tier",
+        "smoke",
+        "--out",
+        str(out),
+        "--checkpoint-seconds",
+        "0",
+        "--json",
+    ]
     for s in SETS:
         cmd += ["--set", s]
     return cmd
@@ -58,8 +78,9 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data_dir, tmp_pa
     rng = np.random.default_rng(1234)
     kills_after_checkpoint = 0
     for attempt in range(4):
-        p = subprocess.Popen(_cmd(run), env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            _cmd(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         if attempt == 0:
             time.sleep(0.5)  # during start-up, before any file exists
         else:
@@ -116,10 +137,14 @@ def test_divergence_stops_within_a_step_and_keeps_the_last_good_checkpoint(data_
 def test_resuming_with_a_different_configuration_is_refused(data_dir, tmp_path):
     from analogebl.errors import ConfigError
 
-    study = load_study("mnist_dhn_c_ep", "smoke", [parse_set(s) for s in SETS[1:]]
-                       + [parse_set("epochs=1")])
+    study = load_study(
+        "mnist_dhn_c_ep", "smoke", [parse_set(s) for s in SETS[1:]] + [parse_set("epochs=1")]
+    )
     run_training(study, progress=False, path=tmp_path / "r.h5")
-    other = load_study("mnist_dhn_c_ep", "smoke", [parse_set(s) for s in SETS[1:]]
-                       + [parse_set("epochs=1"), parse_set("rule.beta=0.5")])
+    other = load_study(
+        "mnist_dhn_c_ep",
+        "smoke",
+        [parse_set(s) for s in SETS[1:]] + [parse_set("epochs=1"), parse_set("rule.beta=0.5")],
+    )
     with pytest.raises(ConfigError, match="rule.beta"):
         run_training(other, progress=False, path=tmp_path / "r.h5")

@@ -9,8 +9,13 @@ from analogebl.plan import build_plan
 def test_dchn32_width_multiplier_gives_paper_shapes():
     full = load_circuit("dchn32", in_channels=3, num_classes=10)
     assert [la.shape[0] for la in full.layers[1:-1]] == [128, 256, 512, 512]
-    assert [la.shape for la in full.layers[1:]] == [(128, 16, 16), (256, 8, 8), (512, 4, 4),
-                                                    (512, 2, 2), (10,)]
+    assert [la.shape for la in full.layers[1:]] == [
+        (128, 16, 16),
+        (256, 8, 8),
+        (512, 4, 4),
+        (512, 2, 2),
+        (10,),
+    ]
     # the paper's parameter count for CIFAR-10 (weights + biases)
     n = sum(int(np.prod(s)) for s in full.parameter_shapes().values())
     assert n == 3_859_210
@@ -21,8 +26,7 @@ def test_dchn32_width_multiplier_gives_paper_shapes():
 
 def test_dhn_mnist_shapes():
     c = load_circuit("dhn_mnist")
-    assert c.parameter_shapes() == {"W1": (784, 512), "b1": (512,), "W2": (512, 10),
-                                    "b2": (10,)}
+    assert c.parameter_shapes() == {"W1": (784, 512), "b1": (512,), "W2": (512, 10), "b2": (10,)}
 
 
 def test_initialisation_bounds_follow_fan_in():
@@ -49,13 +53,17 @@ def test_seeded_parameters_are_reproducible():
 
 def test_bad_circuit_file_names_file_and_key(tmp_path):
     f = tmp_path / "bad.toml"
-    f.write_text('[input]\nfeatures = 10\n[[hidden]]\ncoupling = "dense"\nunits = 4\n'
-                 'colour = "red"\n[output]\n')
+    f.write_text(
+        '[input]\nfeatures = 10\n[[hidden]]\ncoupling = "dense"\nunits = 4\n'
+        'colour = "red"\n[output]\n'
+    )
     with pytest.raises(ConfigError) as e:
         load_circuit(str(f))
     assert "bad.toml" in str(e.value) and "hidden[0].colour" in str(e.value)
-    f.write_text('[input]\nchannels = 1\nsize = [7, 7]\n[[hidden]]\ncoupling = "conv"\n'
-                 'channels = 2\npool = "max"\n[output]\n')
+    f.write_text(
+        '[input]\nchannels = 1\nsize = [7, 7]\n[[hidden]]\ncoupling = "conv"\n'
+        'channels = 2\npool = "max"\n[output]\n'
+    )
     with pytest.raises(ConfigError, match="even"):
         load_circuit(str(f))
 

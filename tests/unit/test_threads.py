@@ -36,11 +36,11 @@ def test_auto_budget_is_the_free_cores_split_among_workers(monkeypatch):
     monkeypatch.delenv("ANALOGEBL_THREADS", raising=False)
     monkeypatch.setattr(T, "available_cores", lambda: 8)
     assert T.resolve_threads("auto", busy=0.0) == 8
-    assert T.resolve_threads("auto", busy=2.6) == 5      # three cores taken
-    assert T.resolve_threads("auto", busy=8.0) == 1      # never zero
+    assert T.resolve_threads("auto", busy=2.6) == 5  # three cores taken
+    assert T.resolve_threads("auto", busy=8.0) == 1  # never zero
     assert T.resolve_threads("auto", workers=3, busy=0.0) == 2
     assert T.resolve_threads("auto", workers=16, busy=0.0) == 1
-    assert T.resolve_threads(4, busy=8.0) == 4           # explicit wins over load
+    assert T.resolve_threads(4, busy=8.0) == 4  # explicit wins over load
     monkeypatch.setenv("ANALOGEBL_THREADS", "3")
     assert T.resolve_threads("auto", busy=0.0) == 3
 
@@ -76,8 +76,7 @@ def test_set_threads_limits_every_pool(restore_threads):
 
 
 def _blas_threads() -> int:
-    return min(p["num_threads"] for p in threadpoolctl.threadpool_info()
-               if p["user_api"] == "blas")
+    return min(p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas")
 
 
 def test_small_operations_run_on_one_thread_large_ones_on_the_budget(restore_threads):
@@ -90,10 +89,10 @@ def test_small_operations_run_on_one_thread_large_ones_on_the_budget(restore_thr
     assert T.for_elements(32 * 128 * 32 * 32) == 2 and numba.get_num_threads() == 2
     T.for_macs(1)
     T.for_elements(1)
-    T.settle()                       # a training step starts on the full budget
+    T.settle()  # a training step starts on the full budget
     assert _blas_threads() == 2 and numba.get_num_threads() == 2
     T.set_threads(1)
-    assert T.for_macs(1e12) == 1     # never above the budget
+    assert T.for_macs(1e12) == 1  # never above the budget
 
 
 def test_numba_backend_results_do_not_depend_on_the_budget(restore_threads):
@@ -115,8 +114,7 @@ def test_numba_backend_results_do_not_depend_on_the_budget(restore_threads):
         be = make_backend("numba", plan, "float64")
         free = be.relax(be.zero_state(x), 20)
         grads, _ = estimate(be, make_rule("c_ep", 0.2, 5), free, be.one_hot(y), "async")
-        out.append(([be.to_numpy(s) for s in free], {k: be.to_numpy(v)
-                                                    for k, v in grads.items()}))
+        out.append(([be.to_numpy(s) for s in free], {k: be.to_numpy(v) for k, v in grads.items()}))
     for a, b in zip(out[0][0], out[1][0], strict=True):
         np.testing.assert_array_equal(a, b)
     for k in out[0][1]:
@@ -153,7 +151,7 @@ def test_resume_reuses_the_recorded_budget(restore_threads):
     # an executor's share caps an auto run; a changed count is announced
     assert _thread_budget("auto", _Previous(2), 1, said.append) == 1
     assert "started on 2" in said[-1]
-    assert _thread_budget(2, _Previous(1), None, said.append) == 2   # explicit wins
+    assert _thread_budget(2, _Previous(1), None, said.append) == 2  # explicit wins
     assert "started on 1" in said[-1]
     assert _thread_budget("auto", None, 1, said.append) == 1
     # old run files have no recorded count
@@ -168,9 +166,20 @@ def test_threads_key_is_validated_in_studies_and_on_the_command_line():
     for bad in ("threads=0", "threads=two", "threads=-3"):
         with pytest.raises(ConfigError, match="threads"):
             parse_set(bad)
-    res = subprocess.run([sys.executable, "-m", "analogebl.cli", "study", "run",
-                          "mnist_dhn_c_ep", "--threads", "zero"], capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analogebl.cli",
+            "study",
+            "run",
+            "mnist_dhn_c_ep",
+            "--threads",
+            "zero",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "threads" in res.stderr
     assert "Traceback" not in res.stderr
 

@@ -77,8 +77,9 @@ class NumbaBackend(ReferenceBackend):
         out = np.empty_like(h)
         t = h.dtype.type
         self._par(h)
-        K.clip_quantize(h.reshape(-1), out.reshape(-1), t(c_lo), t(c_hi), t(q.lo), t(q.hi),
-                        t(q.step))
+        K.clip_quantize(
+            h.reshape(-1), out.reshape(-1), t(c_lo), t(c_hi), t(q.lo), t(q.hi), t(q.step)
+        )
         return out
 
     def op_quantize(self, s, q):
@@ -229,11 +230,11 @@ class NumbaBackend(ReferenceBackend):
         if c.kind == "dense":
             return super().coupling_adjoint(c, post, idx)
         w = self.weight(c.name)
-        return self._conv_t_raw(self._post_raw(c, post, idx), w, c.padding,
-                                tuple(self.plan.layer_shapes[c.pre][1:]))
+        return self._conv_t_raw(
+            self._post_raw(c, post, idx), w, c.padding, tuple(self.plan.layer_shapes[c.pre][1:])
+        )
 
     def coupling_correlation(self, c: CouplingPlan, pre, post, idx):
         if c.kind == "dense":
             return super().coupling_correlation(c, pre, post, idx)
-        return self._conv_corr_raw(pre, self._post_raw(c, post, idx), c.padding,
-                                   c.kernel_size)
+        return self._conv_corr_raw(pre, self._post_raw(c, post, idx), c.padding, c.kernel_size)

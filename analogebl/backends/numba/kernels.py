@@ -64,9 +64,9 @@ def im2col(s, pad, k, cols):
                 hi = i1 * w_
                 a = min(max(lo, -shift), hw)
                 b = max(min(hi, hw - shift), a)
-                cols[r, base:base + a] = zero
-                cols[r, base + a:base + b] = src[a + shift:b + shift]
-                cols[r, base + b:base + hw] = zero
+                cols[r, base : base + a] = zero
+                cols[r, base + a : base + b] = src[a + shift : b + shift]
+                cols[r, base + b : base + hw] = zero
                 for i in range(i0, i1):
                     for j in range(0, j0):
                         cols[r, base + i * w_ + j] = zero
@@ -77,10 +77,10 @@ def im2col(s, pad, k, cols):
                 si = i + di - pad
                 row = base + i * wo
                 if si < 0 or si >= h_:
-                    cols[r, row:row + wo] = zero
+                    cols[r, row : row + wo] = zero
                     continue
-                cols[r, row:row + j0] = zero
-                cols[r, row + j1:row + wo] = zero
+                cols[r, row : row + j0] = zero
+                cols[r, row + j1 : row + wo] = zero
                 off = dj - pad
                 for j in range(j0, j1):
                     cols[r, row + j] = s[n, c, si, j + off]
@@ -112,7 +112,7 @@ def col2im(gcols, pad, k, ho, wo, out):
                 r = (c * k + di) * k + dj
                 if same:
                     shift = (di - pad) * w_ + (dj - pad)
-                    q0 = max(0, pad - di)          # valid output rows of this tap
+                    q0 = max(0, pad - di)  # valid output rows of this tap
                     q1 = min(ho, h_ + pad - di)
                     for oi in range(q0, q1):
                         row = base + oi * wo
@@ -123,7 +123,7 @@ def col2im(gcols, pad, k, ho, wo, out):
                     a = max(q0 * wo, -shift)
                     b = min(q1 * wo, hw - shift)
                     if b > a:
-                        plane[a + shift:b + shift] += gcols[r, base + a:base + b]
+                        plane[a + shift : b + shift] += gcols[r, base + a : base + b]
                     continue
                 j0 = max(0, dj - pad)
                 j1 = min(w_, wo + dj - pad)
@@ -196,9 +196,12 @@ def pool_avg_raw(z, out):
         o = t % o_
         for i in range(h2):
             for j in range(w2):
-                out[n, o, i, j] = 0.25 * (z[o, n, 2 * i, 2 * j] + z[o, n, 2 * i, 2 * j + 1]
-                                          + z[o, n, 2 * i + 1, 2 * j]
-                                          + z[o, n, 2 * i + 1, 2 * j + 1])
+                out[n, o, i, j] = 0.25 * (
+                    z[o, n, 2 * i, 2 * j]
+                    + z[o, n, 2 * i, 2 * j + 1]
+                    + z[o, n, 2 * i + 1, 2 * j]
+                    + z[o, n, 2 * i + 1, 2 * j + 1]
+                )
 
 
 @nb.njit(parallel=True, **_opts)

@@ -16,14 +16,16 @@ __all__ = ["ReferenceBackend"]
 def _windows(z: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> (N, C, H/2, W/2, 4): the 2x2 pooling windows, row-major inside."""
     n, c, h, w = z.shape
-    return z.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(
-        n, c, h // 2, w // 2, 4)
+    return (
+        z.reshape(n, c, h // 2, 2, w // 2, 2)
+        .transpose(0, 1, 2, 4, 3, 5)
+        .reshape(n, c, h // 2, w // 2, 4)
+    )
 
 
 def _from_windows(win: np.ndarray) -> np.ndarray:
     n, c, h2, w2, _ = win.shape
-    return win.reshape(n, c, h2, w2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(
-        n, c, 2 * h2, 2 * w2)
+    return win.reshape(n, c, h2, w2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, 2 * h2, 2 * w2)
 
 
 class ReferenceBackend(Backend):
@@ -73,7 +75,7 @@ class ReferenceBackend(Backend):
         z = np.zeros((s.shape[0], w.shape[0], h_out, w_out), dtype=s.dtype)
         for di in range(k):
             for dj in range(k):
-                patch = sp[:, :, di:di + h_out, dj:dj + w_out]
+                patch = sp[:, :, di : di + h_out, dj : dj + w_out]
                 z += np.einsum("nchw,oc->nohw", patch, w[:, :, di, dj])
         return z
 
@@ -84,11 +86,12 @@ class ReferenceBackend(Backend):
         gp = np.zeros((n, w.shape[1], h_out + k - 1, w_out + k - 1), dtype=z.dtype)
         for di in range(k):
             for dj in range(k):
-                gp[:, :, di:di + h_out, dj:dj + w_out] += np.einsum(
-                    "nohw,oc->nchw", z, w[:, :, di, dj])
+                gp[:, :, di : di + h_out, dj : dj + w_out] += np.einsum(
+                    "nohw,oc->nchw", z, w[:, :, di, dj]
+                )
         h_in = h_out + k - 1 - 2 * padding
         w_in = w_out + k - 1 - 2 * padding
-        return gp[:, :, padding:padding + h_in, padding:padding + w_in]
+        return gp[:, :, padding : padding + h_in, padding : padding + w_in]
 
     def op_conv_corr(self, s, z, padding, kernel_size):
         """``dw[o,c,di,dj] = sum_{n,i,j} z[n,o,i,j] * s_pad[n,c,i+di,j+dj]``."""
@@ -99,7 +102,8 @@ class ReferenceBackend(Backend):
         for di in range(k):
             for dj in range(k):
                 dw[:, :, di, dj] = np.einsum(
-                    "nohw,nchw->oc", z, sp[:, :, di:di + h_out, dj:dj + w_out])
+                    "nohw,nchw->oc", z, sp[:, :, di : di + h_out, dj : dj + w_out]
+                )
         return dw
 
     def op_pool_max(self, z):
