@@ -3,11 +3,17 @@
 A catalog entry ``NAME`` of kind ``circuits`` is the first ``circuits/NAME.toml`` found in:
 
 1. the current working directory,
-2. each directory of ``$ANALOGEBL_PATH`` (``os.pathsep``-separated),
-3. the project's own catalog (the folder that holds the ``analogebl`` package).
+2. each directory of ``$ANALOGEBL_PATH`` (``os.pathsep``-separated), in order,
+3. the source checkout's top-level folders, when ``analogebl`` runs from a checkout (plain
+   or editable install: the folder that holds the ``analogebl`` package also holds
+   ``pyproject.toml``),
+4. the catalogs installed with the package (``analogebl/_catalogs/<kind>/``; the wheel
+   carries the checkout's top-level folders there, see ``pyproject.toml``).
 
 Users add their own circuits and studies by dropping TOML files into ``./circuits`` or a
-folder on ``$ANALOGEBL_PATH``; a file path (ending in ``.toml``) is accepted as well.
+folder on ``$ANALOGEBL_PATH``; an entry found earlier overrides one of the same name found
+later, so user catalogs override the project's. A file path (ending in ``.toml``) is
+accepted as well.
 """
 
 from __future__ import annotations
@@ -21,14 +27,20 @@ from analogebl.errors import ConfigError
 
 __all__ = ["catalog_dirs", "find_entry", "list_entries", "read_toml"]
 
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# the source checkout, if running from one (in an installed wheel this is site-packages)
+_CHECKOUT = _PACKAGE_DIR.parent if (_PACKAGE_DIR.parent / "pyproject.toml").is_file() else None
+# package data of an installed wheel (absent in a checkout)
+_PACKAGED = _PACKAGE_DIR / "_catalogs"
 
 
 def catalog_dirs(kind: str) -> list[Path]:
-    """Directories searched for catalog ``kind``, in priority order."""
+    """Directories searched for catalog ``kind``, in priority order (see module docstring)."""
     roots = [Path.cwd()]
     roots += [Path(p) for p in os.environ.get("ANALOGEBL_PATH", "").split(os.pathsep) if p]
-    roots.append(_PROJECT_ROOT)
+    if _CHECKOUT is not None:
+        roots.append(_CHECKOUT)
+    roots.append(_PACKAGED)
     out: list[Path] = []
     for root in roots:
         d = (root / kind).resolve()

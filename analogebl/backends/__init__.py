@@ -10,7 +10,8 @@ one engine (:mod:`analogebl.backends.engine`).
   im2col + OpenBLAS GEMM at these sizes (the GEMMs alone cap numba at ~43 samples/s on the
   width-0.25 DCHN C-EP step; torch does ~45).
 
-The choice is logged once per distinct outcome.
+The choice is logged at WARNING level (visible by default) once per distinct outcome, as
+brian2 does for its code-generation target: name a backend to pick one explicitly.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def make_backend(
         name, device = auto_backend(plan, device)
         msg = f"backend auto -> {name} on {device or 'cpu'}"
         if msg not in _logged:
-            _log.info(msg)
+            _log.warning(msg)
             _logged.add(msg)
     if name == "reference":
         from analogebl.backends.reference import ReferenceBackend
