@@ -168,8 +168,8 @@ def _profile_show(args) -> int:
 
 
 def _check_gradients(args) -> int:
+    from analogebl.diagnostics.gradcheck import check_gradients
     from analogebl.learning import RULES
-    from analogebl.learning.gradcheck import check_gradients
     from analogebl.network import Network
 
     if args.model:
@@ -217,9 +217,9 @@ _CIRCUIT_RULES = "p_ep,n_ep,c_ep,cl,p_cpl,n_cpl,c_cpl,tbp,rbp"
 
 
 def _check_model_gradients(args) -> int:
-    from analogebl.learning.gradcheck import check_model_gradients
-    from analogebl.learning.model_rules import MODEL_RULES
+    from analogebl.diagnostics.gradcheck import check_model_gradients
     from analogebl.models import MODELS
+    from analogebl.models.rules import MODEL_RULES
 
     if args.model not in MODELS:
         raise _usage(f"--model: unknown model {args.model!r}; choose from {', '.join(MODELS)}")

@@ -110,7 +110,7 @@ def build_rule(cfg: dict):
     a recurrent-model rule (``analogebl.learning.model_rules``)."""
     name = cfg["rule.name"]
     if cfg["model.name"] is not None:
-        from analogebl.learning.model_rules import make_model_rule
+        from analogebl.models.rules import make_model_rule
 
         return make_model_rule(
             name,
@@ -156,8 +156,8 @@ def build_network(cfg: dict, ds, seed: int):
             depth=cfg["circuit.depth"],
         )
         return net, rule
-    from analogebl.learning.model_rules import check_rule_applies
     from analogebl.models import ModelNetwork, ModelSpec
+    from analogebl.models.rules import check_rule_applies
 
     if cfg["profile"] != "none":
         raise ConfigError(

@@ -7,10 +7,10 @@ from analogebl.learning.optimizers import (
     Adam,
     ConstantSchedule,
     CosineSchedule,
-    OrthogonalOptimizer,
     layer_learning_rates,
     make_optimizer,
 )
+from analogebl.learning.orthogonal_optimizers import OrthogonalOptimizer
 from analogebl.learning.rules import (
     RULES,
     ContrastiveLearning,

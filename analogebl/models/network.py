@@ -132,7 +132,7 @@ class ModelNetwork:
         final step change (``residual``), iterations run (``relax_steps``) and the fraction
         of examples that met the tolerance (``converged``).
         """
-        from analogebl.learning.model_rules import check_rule_applies, model_estimate
+        from analogebl.models.rules import check_rule_applies, model_estimate
 
         if hardware is not None:
             raise ConfigError(

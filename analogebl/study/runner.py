@@ -100,7 +100,7 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
     from analogebl.circuit import load_circuit
     from analogebl.data import DATASETS, load_dataset
     from analogebl.learning import ContrastiveLearning, EquilibriumPropagation, layer_learning_rates
-    from analogebl.learning.model_rules import VectorFieldEP
+    from analogebl.models.rules import VectorFieldEP
     from analogebl.pipeline import build_network, build_rule
 
     runs = study.runs()

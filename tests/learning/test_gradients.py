@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from analogebl.diagnostics.gradcheck import check_gradients, compare
 from analogebl.learning import RULES, estimate, make_rule
 from analogebl.learning.estimators import contrastive_update
-from analogebl.learning.gradcheck import check_gradients, compare
 from analogebl.network import Network
 from tests.conftest import FAST_BACKENDS, backend_pair, max_diff, random_batch
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from analogebl.errors import ConfigError
-from analogebl.learning.model_rules import (
+from analogebl.models import ModelNetwork, ModelSpec, RecurrentModel
+from analogebl.models.rules import (
     FiniteNudgeEP,
     bptt_gradient,
     dF_dtheta,
@@ -21,7 +22,6 @@ from analogebl.learning.model_rules import (
     make_model_rule,
     model_estimate,
 )
-from analogebl.models import ModelNetwork, ModelSpec, RecurrentModel
 
 
 def _flat(g):
@@ -113,7 +113,7 @@ def test_vector_field_ep_is_the_gradient_iff_the_jacobian_is_symmetric():
 def test_jacobian_homeostasis_reduces_asymmetry():
     """Descending the homeostasis penalty alone makes dmu/dh more symmetric."""
     m, x, _, h = _setup("looped_mlp", symmetric=False, n_h=8)
-    from analogebl.learning.model_rules import _homeostasis_grad
+    from analogebl.models.rules import _homeostasis_grad
 
     def asym():
         j = torch.func.jacrev(lambda z: field(m, z, x[:1], m.effective()))(h[:1])[0, :, 0, :]

@@ -9,7 +9,7 @@ import torch
 from analogebl import Network
 from analogebl.errors import ConfigError
 from analogebl.learning import make_optimizer, make_rule
-from analogebl.learning.optimizers import OrthogonalOptimizer
+from analogebl.learning.orthogonal_optimizers import OrthogonalOptimizer
 from analogebl.learning.orthogonalize import (
     column_normalize,
     from_matrix,

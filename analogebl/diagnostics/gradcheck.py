@@ -139,13 +139,13 @@ def check_model_gradients(
     import torch
 
     from analogebl.errors import ConfigError
-    from analogebl.learning.model_rules import (
+    from analogebl.models import ModelSpec, RecurrentModel
+    from analogebl.models.rules import (
         bptt_gradient,
         implicit_gradient,
         make_model_rule,
         model_estimate,
     )
-    from analogebl.models import ModelSpec, RecurrentModel
 
     betas = betas or [float(v) for v in np.logspace(-3, -1, 5)]
     gen = torch.Generator().manual_seed(seed)

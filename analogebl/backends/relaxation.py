@@ -1,0 +1,328 @@
+"""⑤ Relaxation, the part of :class:`analogebl.backends.engine.Backend` that runs the circuit:
+hardware-effect hooks (quantizers, read noise), couplings, layer fields, asynchronous and
+synchronous schedules, free / nudged / output-clamped phases, residual and energy.
+
+Equations (per example, ``T_k`` the coupling into layer ``k``, ``T_k^*`` its adjoint with a
+max-pool's argmax taken at the current pre-synaptic state):
+
+* field   ``h_k = b_k + T_k(s_{k-1}) + T_{k+1}^*(s_{k+1})``  (``= -dE/ds_k + s_k``)
+* hidden  ``s_k <- clip(h_k, 0, 1)``
+* output  free: ``o <- h_o``; EP nudge with ``F = E + beta/2 ||o - y||^2``:
+  ``o <- (h_o + beta*y) / (1 + beta)`` (exact block minimiser, needs ``beta > -1``);
+  clamped (CL/CpL): ``o`` held fixed and excluded from the free layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from analogebl.plan import CouplingPlan
+from analogebl.plan.effects import ReadNoise
+
+__all__ = ["RelaxationMixin"]
+
+Array = Any
+
+
+class RelaxationMixin:
+    """Relaxation methods of :class:`~analogebl.backends.engine.Backend`, built from its
+    primitives (``op_*``), parameters and hardware-effect state."""
+
+    # ------------------------------------------------------------------ hardware effects
+    def set_quantizers(self, quantizers) -> None:
+        """Quantize layer ``k`` with ``quantizers[k]`` after every update (``None``: exact).
+
+        ``quantizers[0]`` is the input DAC (applied to ``x`` as it enters); pass ``None``
+        instead of a sequence to switch quantization off.
+        """
+        if quantizers is None or all(q is None for q in quantizers):
+            self._quant = None
+            return
+        quantizers = tuple(quantizers)
+        if len(quantizers) != self.plan.num_layers:
+            raise ValueError(
+                f"need one quantizer (or None) per layer "
+                f"({self.plan.num_layers}), got {len(quantizers)}"
+            )
+        self._quant = quantizers
+
+    def set_read_noise(
+        self, noise: ReadNoise | None, rng: np.random.Generator | None = None
+    ) -> None:
+        """Read noise on the parameters during relaxation, drawn from ``rng`` (see
+        ``plan.effects``); ``None`` switches it off."""
+        if noise is not None:
+            unknown = set(noise.std) - set(self.params)
+            if unknown:
+                raise KeyError(f"read noise for unknown parameters {sorted(unknown)}")
+            if rng is None:
+                raise ValueError("read noise needs an explicit numpy Generator")
+        self._noise, self._noise_rng, self._noise_now = noise, rng, None
+
+    def redraw_read_noise(self) -> None:
+        """New draws ``std * xi`` for every noisy parameter (NumPy ``rng``, float64, so
+        every backend sees the same numbers)."""
+        if self._noise is None:
+            return
+        self._noise_now = {
+            k: self.asarray(np.asarray(std) * self._noise_rng.standard_normal(np.shape(std)))
+            for k, std in self._noise.std.items()
+        }
+
+    @property
+    def read_noise(self) -> ReadNoise | None:
+        """The read-noise model in force (``None``: off)."""
+        return self._noise
+
+    def read_noise_draw(self) -> dict[str, Array] | None:
+        """The current draw ``std * xi`` per noisy parameter (``None``: none drawn yet)."""
+        return self._noise_now
+
+    def set_read_noise_draw(self, draw: dict[str, Array] | None) -> None:
+        """Install a draw (a checkpoint's, or the one an update keeps across a weight
+        reload under ``per_update`` resampling)."""
+        self._noise_now = draw
+
+    def _apply_read_noise(self) -> None:
+        self._read = {k: self.params[k] + n for k, n in self._noise_now.items()}
+
+    def weight(self, name: str) -> Array:
+        """Parameter ``name`` as the crossbar reads it now (with read noise inside a
+        relaxation when that is on)."""
+        if self._read is not None:
+            w = self._read.get(name)
+            if w is not None:
+                return w
+        return self.params[name]
+
+    # ------------------------------------------------------------------ couplings
+    def _unpool(self, c: CouplingPlan, p: Array, idx: Array | None) -> Array:
+        if c.pool == "max":
+            return self.op_unpool_max(p, idx)
+        if c.pool == "avg":
+            return self.op_unpool_avg(p)
+        return p
+
+    def pool_index(self, c: CouplingPlan, pre: Array) -> Array | None:
+        """Argmax of the 2x2 max-pool of ``conv(W, pre)`` (``None`` unless max-pool)."""
+        if c.pool != "max":
+            return None
+        return self.op_pool_max(self.op_conv(pre, self.weight(c.name), c.padding))[1]
+
+    def coupling_forward(self, c: CouplingPlan, pre: Array) -> tuple[Array, Array | None]:
+        """``T(pre) = pool(conv(W, pre))`` or ``pre @ W``; returns (value, argmax or None)."""
+        w = self.weight(c.name)
+        if c.kind == "dense":
+            n = pre.shape[0]
+            out = self.op_matmul(pre.reshape(n, -1), w)
+            return out.reshape((n, *self.plan.layer_shapes[c.post])), None
+        z = self.op_conv(pre, w, c.padding)
+        if c.pool == "max":
+            return self.op_pool_max(z)
+        if c.pool == "avg":
+            return self.op_pool_avg(z), None
+        return z, None
+
+    def coupling_forward_at(self, c: CouplingPlan, pre: Array, idx: Array | None) -> Array:
+        """``T`` with the max-pool argmax held at ``idx`` (a linear map of ``pre``)."""
+        if c.kind == "conv" and c.pool == "max":
+            return self.op_pool_at(self.op_conv(pre, self.weight(c.name), c.padding), idx)
+        return self.coupling_forward(c, pre)[0]
+
+    def coupling_adjoint(self, c: CouplingPlan, post: Array, idx: Array | None) -> Array:
+        """``T^*(post)``: ``conv_T(unpool(post), W)`` or ``post @ W.T``, shaped as the pre layer."""
+        w = self.weight(c.name)
+        n = post.shape[0]
+        if c.kind == "dense":
+            out = self.op_matmul_t(post.reshape(n, -1), w)
+            return out.reshape((n, *self.plan.layer_shapes[c.pre]))
+        return self.op_conv_t(self._unpool(c, post, idx), w, c.padding)
+
+    def coupling_correlation(
+        self, c: CouplingPlan, pre: Array, post: Array, idx: Array | None
+    ) -> Array:
+        """``sum_n d<post, T(pre; W)>/dW`` at fixed argmax: the crossbar's local correlation."""
+        n = pre.shape[0]
+        if c.kind == "dense":
+            return self.op_outer_sum(pre.reshape(n, -1), post.reshape(n, -1))
+        return self.op_conv_corr(pre, self._unpool(c, post, idx), c.padding, c.kernel_size)
+
+    # ------------------------------------------------------------------ states
+    def input_array(self, x: np.ndarray | Array) -> Array:
+        shape0 = self.plan.layer_shapes[0]
+        if isinstance(x, np.ndarray):
+            n = x.shape[0]
+            if int(np.prod(x.shape[1:])) != int(np.prod(shape0)):
+                raise ValueError(
+                    f"input of shape {x.shape[1:]} does not fit the circuit's input layer {shape0}"
+                )
+            x = self.asarray(np.ascontiguousarray(x).reshape((n, *shape0)))
+            if self._quant is not None and self._quant[0] is not None:
+                x = self.op_quantize(x, self._quant[0])
+        return x
+
+    def zero_state(self, x: np.ndarray | Array) -> list[Array]:
+        """``[x, 0, ..., 0]``: the input clamped, every other layer at zero volts."""
+        xa = self.input_array(x)
+        n = xa.shape[0]
+        return [xa] + [self.zeros((n, *s)) for s in self.plan.layer_shapes[1:]]
+
+    def one_hot(self, y: np.ndarray) -> Array:
+        k = self.plan.layer_shapes[-1][0]
+        y = np.asarray(y)
+        if y.ndim != 1 or y.min() < 0 or y.max() >= k:
+            raise ValueError(f"labels must be integers in [0, {k})")
+        out = np.zeros((y.shape[0], k))
+        out[np.arange(y.shape[0]), y] = 1.0
+        return self.asarray(out)
+
+    # ------------------------------------------------------------------ relaxation
+    def field(self, state: list[Array], k: int, cache: dict | None = None) -> Array:
+        """``h_k = b_k + T_k(s_{k-1}) + T_{k+1}^*(s_{k+1})``.
+
+        ``cache`` (optional, one per relaxation) memoises each coupling's forward value and
+        argmax for the exact (pre-state, weight) objects it was computed from: the input
+        drive ``T_1(x)`` is computed once per phase, and a max-pool argmax computed for the
+        bottom-up pass is reused by the next top-down pass. States are never modified in
+        place, so object identity is a valid key.
+        """
+        plan = self.plan
+        h, _ = self._forward_cached(plan.couplings[k - 1], state[k - 1], cache)
+        h = self.op_add_channel(h, self.weight(plan.bias_names[k]))
+        if k < plan.output:
+            c_out = plan.couplings[k]
+            if c_out.pool == "max":
+                _, idx_out = self._forward_cached(c_out, state[k], cache)
+            else:
+                idx_out = None
+            h = h + self.coupling_adjoint(c_out, state[k + 1], idx_out)
+        return h
+
+    def _forward_cached(
+        self, c: CouplingPlan, pre: Array, cache: dict | None
+    ) -> tuple[Array, Array | None]:
+        if cache is None:
+            return self.coupling_forward(c, pre)
+        w = self.weight(c.name)
+        hit = cache.get(c.name)
+        if hit is not None and hit[0] is pre and hit[1] is w:
+            return hit[2], hit[3]
+        value, idx = self.coupling_forward(c, pre)
+        cache[c.name] = (pre, w, value, idx)
+        return value, idx
+
+    def _activate(self, k: int, h: Array, beta: float, target: Array | None) -> Array:
+        q = None if self._quant is None else self._quant[k]
+        if k < self.plan.output:
+            return self.op_clip01(h) if q is None else self.op_clip01_quantize(h, q)
+        if beta != 0.0:
+            h = (h + beta * target) * (1.0 / (1.0 + beta))
+        return h if q is None else self.op_quantize(h, q)
+
+    def half_step(
+        self,
+        state: list[Array],
+        group: tuple[int, ...],
+        beta: float = 0.0,
+        target: Array | None = None,
+        cache: dict | None = None,
+    ) -> list[Array]:
+        """Update every layer of ``group`` at once from the current state."""
+        new = [self._activate(k, self.field(state, k, cache), beta, target) for k in group]
+        out = list(state)
+        for k, s in zip(group, new, strict=True):
+            out[k] = s
+        return out
+
+    def relax(
+        self,
+        state: list[Array],
+        iterations: int,
+        schedule: str = "async",
+        beta: float = 0.0,
+        target: Array | None = None,
+        clamp: Array | None = None,
+    ) -> list[Array]:
+        """Run ``iterations`` iterations of the schedule from ``state`` (not modified).
+
+        ``beta`` != 0 nudges the output toward ``target`` (EP); ``clamp`` holds the output at
+        the given value (CL/CpL) and relaxes only the hidden layers.
+        """
+        if beta != 0.0:
+            if target is None:
+                raise ValueError("a nudged phase needs a target")
+            if beta <= -1.0:
+                raise ValueError(f"beta must be > -1 for the nudged output update, got {beta}")
+        state = list(state)
+        if clamp is not None:
+            state[-1] = clamp
+        groups = self.plan.groups(schedule, clamp_output=clamp is not None)
+        cache: dict = {}
+        if self._noise is None:
+            for _ in range(iterations):
+                for g in groups:
+                    state = self.half_step(state, g, beta, target, cache)
+            return state
+        mode = self._noise.resample
+        try:
+            for it in range(iterations):
+                if (
+                    mode == "per_step"
+                    or (mode == "per_phase" and it == 0)
+                    or self._noise_now is None
+                ):
+                    self.redraw_read_noise()
+                if it == 0 or mode == "per_step":
+                    self._apply_read_noise()
+                for g in groups:
+                    state = self.half_step(state, g, beta, target, cache)
+        finally:
+            self._read = None
+        return state
+
+    def residual(
+        self,
+        state: list[Array],
+        beta: float = 0.0,
+        target: Array | None = None,
+        clamp_output: bool = False,
+    ) -> float:
+        """``max_k max |s_k - act(h_k)|`` over the free layers: 0 at a fixed point."""
+        free = self.plan.free_layers(clamp_output)
+        return max(
+            self.op_abs_max(state[k] - self._activate(k, self.field(state, k), beta, target))
+            for k in free
+        )
+
+    def energy(self, state: list[Array], beta: float = 0.0, target: Array | None = None) -> Array:
+        """Per-example ``E(s) (+ beta/2 ||o - y||^2)``, shape ``(N,)``.
+
+        ``E = sum_k 1/2||s_k||^2 - b_k.s_k - <s_k, T_k(s_{k-1})>`` (true max for max-pool).
+        """
+        plan = self.plan
+        e = None
+        for k in range(1, plan.num_layers):
+            s = state[k]
+            t, _ = self.coupling_forward(plan.couplings[k - 1], state[k - 1])
+            b = self.op_add_channel(self.zeros_like(s), self.params[plan.bias_names[k]])
+            term = self.op_per_example_dot(s, 0.5 * s - b - t)
+            e = term if e is None else e + term
+        if beta != 0.0:
+            d = state[-1] - target
+            e = e + 0.5 * beta * self.op_per_example_dot(d, d)
+        return e
+
+    def zeros_like(self, a: Array) -> Array:
+        return self.zeros(tuple(a.shape))
+
+    def check_finite(self, state: list[Array]) -> str | None:
+        """Name of the first layer or parameter holding NaN/Inf, else ``None``."""
+        for k in range(1, self.plan.num_layers):
+            if not self.op_isfinite(state[k]):
+                return f"layer {self.plan.layer_names[k]}"
+        for name, v in self.params.items():
+            if not self.op_isfinite(v):
+                return f"parameter {name}"
+        return None
