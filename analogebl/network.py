@@ -245,22 +245,22 @@ class Network:
         x: np.ndarray,
         y: np.ndarray,
         rule: Rule,
-        optimizer,
+        updater,
         free_iterations: int = 60,
         schedule: str = "async",
-        hardware=None,
     ) -> dict[str, float]:
         """One training step: warm-started free phase, the rule's estimate, the update.
 
         The free phase starts from the state the previous step ended in (the reference's
         warm start) when the batch size is unchanged, else from zero. Returns the batch's
         free-phase cost, error, mean energy and relaxation residual
-        ``max |s - act(h)|`` (before the update). ``hardware``: an
-        :class:`analogebl.update.session.HardwareSession` that realises the update as pulses.
+        ``max |s - act(h)|`` (before the update). ``updater``: an
+        :class:`~analogebl.training.IdealUpdater` (the optimizer writes the weights) or a
+        :class:`~analogebl.training.CrossbarUpdater` (the update becomes pulses).
         """
         b = self.backend
-        if hardware is not None:
-            hardware.begin_step()
+        optimizer = updater.optimizer
+        updater.begin_step()
         start = b.zero_state(x)
         if self._warm is not None and self._warm[0].shape[0] == start[0].shape[0]:
             start = [start[0], *self._warm[1:]]
@@ -284,10 +284,7 @@ class Network:
                 optimizer.observe(b, f, s1, s2, b1, b2)
 
         grads, last = estimate(b, rule, free, target, schedule, observer)
-        if hardware is None:
-            optimizer.step(b.params, grads)
-        else:  # the update becomes pulses on the crossbars (analogebl.update.session)
-            hardware.observe(free, free_iterations + 2 * getattr(rule, "iterations", 0))
-            hardware.step(optimizer, grads)
+        iterations = free_iterations + 2 * getattr(rule, "iterations", 0)  # read energy
+        updater.step(b.params, grads, b, free, iterations)
         self._warm = last
         return {"cost": cost, "error": error, "energy": energy, "residual": residual}

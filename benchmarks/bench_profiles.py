@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analogebl.hardware import list_profiles, load_profile  # noqa: E402
 from analogebl.learning import SGD, layer_learning_rates, make_rule  # noqa: E402
 from analogebl.network import Network  # noqa: E402
-from analogebl.update.session import HardwareSession  # noqa: E402
+from analogebl.training import CrossbarUpdater, IdealUpdater  # noqa: E402
 
 
 def batches(batch: int, n: int, in_shape):
@@ -64,15 +64,16 @@ def main(argv=None) -> int:
     for name in list_profiles():
         prof = load_profile(name)
         net = Network.from_catalog(args.circuit, backend=args.backend, seed=0)
-        hw = None if prof.is_ideal else HardwareSession(prof, net.backend, mean, std, 0)
         opt = SGD(layer_learning_rates(list(net.parameters()), 0.05), 0.9)
+        hw = None if prof.is_ideal else CrossbarUpdater(prof, net.backend, opt, mean, std, 0)
+        up = hw or IdealUpdater(opt)
         rule = make_rule("c_ep", 0.25, 15)
-        net.train_step(*data[0], rule, opt, 60, hardware=hw)  # warm-up (JIT, buffers)
+        net.train_step(*data[0], rule, up, 60)  # warm-up (JIT, buffers)
         p0 = hw.pulses if hw else 0
         e0 = hw.update_energy_J + hw.relax_energy_J if hw else 0.0
         t = time.perf_counter()
         for xb, yb in data[1:]:
-            net.train_step(xb, yb, rule, opt, 60, hardware=hw)
+            net.train_step(xb, yb, rule, up, 60)
         sec = (time.perf_counter() - t) / args.steps
         pulses = (hw.pulses - p0) / args.steps if hw else 0.0
         energy = ((hw.update_energy_J + hw.relax_energy_J - e0) / args.steps) if hw else 0.0

@@ -3,7 +3,7 @@
 * :func:`load_profile` / :func:`list_profiles` — ``hardware_profiles/*.toml`` with
   inheritance and strict validation;
 * :class:`Crossbars` — every parameter as a differential pair of :class:`DeviceArray` s,
-  updates as pulses (:mod:`analogebl.update`), read noise, drift, power;
+  updates as pulses (:mod:`analogebl.hardware.pulses`), read noise, drift, power;
 * :func:`state_quantizers` — the DAC/ADC of a profile as per-layer state quantizers.
 """
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from analogebl.hardware.devices import DeviceArray, DeviceParams, exp_saturating_k_gamma
 from analogebl.hardware.profile import HardwareProfile
-from analogebl.update.pulses import pulse_counts, split_pair
+from analogebl.hardware.pulses import pulse_counts, split_pair
 
 __all__ = ["Crossbars", "UpdateStats", "device_params"]
 

@@ -121,10 +121,9 @@ class ModelNetwork:
         x: np.ndarray,
         y: np.ndarray,
         rule,
-        optimizer,
+        updater,
         free_iterations: int = 25,
         schedule: str = "async",
-        hardware=None,
     ) -> dict[str, float]:
         """Free relaxation from zero, the rule's estimate, one optimizer step.
 
@@ -134,7 +133,7 @@ class ModelNetwork:
         """
         from analogebl.models.rules import check_rule_applies, model_estimate
 
-        if hardware is not None:
+        if not updater.ideal:
             raise ConfigError(
                 f"hardware profiles apply to crossbar circuits, not to {self.spec.name}",
                 key="profile",
@@ -153,7 +152,7 @@ class ModelNetwork:
                 float(m.energy(free.h, xt, eff).mean()) if self.spec.has_energy else float("nan")
             )
         grads, _ = model_estimate(m, rule, xt, y1h, free.h, free_iterations, self.tol, self.rng)
-        optimizer.step(m.params, {k: g.detach() for k, g in grads.items()})
+        updater.step(m.params, {k: g.detach() for k, g in grads.items()})
         return {
             "cost": cost,
             "error": float(np.mean(pred != np.asarray(y))),

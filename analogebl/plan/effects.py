@@ -2,7 +2,7 @@
 
 Two effects touch the relaxation itself; everything else a profile models (conductance
 levels, pulse responses, programming noise, faults, drift) acts on the parameters between
-relaxations (``analogebl/update/``).
+relaxations (``analogebl/training/updaters.py``).
 
 * **State quantization** (DAC on the input, ADC on every other node): after each update of a
   layer, ``s <- q(s)`` with

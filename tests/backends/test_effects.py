@@ -154,7 +154,7 @@ def test_read_noise_has_the_stated_spread():
     draws = []
     for _ in range(400):
         ref.redraw_read_noise()
-        draws.append(ref.to_numpy(ref._noise_now["W1"]))
+        draws.append(ref.to_numpy(ref.read_noise_draw()["W1"]))
     d = np.stack(draws)
     n = d.size
     assert abs(d.mean()) < 4 * 0.01 / np.sqrt(n)

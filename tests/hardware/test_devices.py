@@ -11,7 +11,7 @@ import pytest
 
 from analogebl.hardware import Crossbars, DeviceArray, DeviceParams, load_profile
 from analogebl.hardware.devices import exp_saturating_k_gamma
-from analogebl.update import pulse_counts, split_pair
+from analogebl.hardware.pulses import pulse_counts, split_pair
 
 N = 20_000
 

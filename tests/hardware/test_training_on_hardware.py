@@ -48,9 +48,9 @@ def test_device_profiles_train_and_count_pulses(profile, data_dir, tmp_path):
 def test_resume_on_hardware_is_bit_identical(data_dir, tmp_path, monkeypatch):
     study = _study("reram_like")
     run_training(study, progress=False, path=tmp_path / "a.h5", checkpoint_seconds=0)
-    import analogebl.pipeline as pl
+    from analogebl.network import Network
 
-    real = pl.Network.train_step
+    real = Network.train_step
     calls = {"n": 0}
 
     def failing(self, *a, **k):
@@ -59,10 +59,10 @@ def test_resume_on_hardware_is_bit_identical(data_dir, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(self, *a, **k)
 
-    monkeypatch.setattr(pl.Network, "train_step", failing)
+    monkeypatch.setattr(Network, "train_step", failing)
     with pytest.raises(KeyboardInterrupt):
         run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
-    monkeypatch.setattr(pl.Network, "train_step", real)
+    monkeypatch.setattr(Network, "train_step", real)
     run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     ra, rb = read_run(tmp_path / "a.h5"), read_run(tmp_path / "b.h5")
     for k in ra.metrics:

@@ -19,6 +19,7 @@ from analogebl.learning.orthogonalize import (
     spectral_norm,
     to_matrix,
 )
+from analogebl.training import IdealUpdater
 
 
 def _spread(rng, m, n, cond=100.0):
@@ -223,7 +224,7 @@ def test_natural_ep_rejects_rules_without_two_equilibria():
     )
     x = np.random.default_rng(0).normal(size=(4, *net.backend.plan.layer_shapes[0]))
     with pytest.raises(ConfigError, match="two equilibria"):
-        net.train_step(x, np.zeros(4, dtype=int), make_rule("tbp", None, 5), opt, 10)
+        net.train_step(x, np.zeros(4, dtype=int), make_rule("tbp", None, 5), IdealUpdater(opt), 10)
 
 
 def test_routes_of_each_optimizer():
@@ -274,7 +275,8 @@ def test_local_ep_is_smep_step_for_step():
         rng = np.random.default_rng(0)
         for _ in range(3):
             x = rng.normal(size=(8, *net.backend.plan.layer_shapes[0]))
-            net.train_step(x, rng.integers(0, 10, size=8), make_rule("c_ep", 0.2, 10), opt, 20)
+            y = rng.integers(0, 10, size=8)
+            net.train_step(x, y, make_rule("c_ep", 0.2, 10), IdealUpdater(opt), 20)
         out.append(net.parameters())
     for k in out[0]:
         np.testing.assert_array_equal(out[0][k], out[1][k])

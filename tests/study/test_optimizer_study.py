@@ -70,9 +70,9 @@ def test_resume_mid_epoch_with_optimizer_state_is_bit_identical(
     with the checkpoint: a run stopped inside epoch 2 and resumed ends bit-for-bit."""
     study = _study(f"variant={variant}", "optimizer.dion_threshold=1000").runs()[0]
     run_training(study, progress=False, path=tmp_path / "a.h5", checkpoint_seconds=0)
-    import analogebl.pipeline as pl
+    from analogebl.network import Network
 
-    restore = interrupt_at(monkeypatch, pl.Network, 5)  # epoch 2 (3 batches per epoch), batch 2
+    restore = interrupt_at(monkeypatch, Network, 5)  # epoch 2 (3 batches per epoch), batch 2
     with pytest.raises(KeyboardInterrupt):
         run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     ck = read_run(tmp_path / "b.h5").checkpoint

@@ -103,9 +103,9 @@ def test_resume_mid_epoch_in_process_equals_uninterrupted(data_dir, tmp_path, mo
     resume: same metrics and parameters as a run that never stopped."""
     study = load_study("mnist_dhn_c_ep", "smoke", [parse_set(s) for s in SETS])
     run_training(study, progress=False, path=tmp_path / "a.h5", checkpoint_seconds=0)
-    import analogebl.pipeline as pl
+    from analogebl.network import Network
 
-    restore = interrupt_at(monkeypatch, pl.Network, 19)  # epoch 2 (12 batches per epoch), batch 7
+    restore = interrupt_at(monkeypatch, Network, 19)  # epoch 2 (12 batches per epoch), batch 7
     with pytest.raises(KeyboardInterrupt):
         run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     ck = read_run(tmp_path / "b.h5").checkpoint

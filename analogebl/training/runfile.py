@@ -1,0 +1,116 @@
+"""A run's HDF5 file as the trainer sees it: what an earlier attempt left, and the writer.
+
+Every write replaces the whole file atomically (:func:`analogebl.recording.write_run`), so a
+crash leaves the last good file; without a path nothing is written.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from analogebl.errors import ConfigError
+from analogebl.recording import Checkpoint, RunRecord, git_sha, read_run, write_run
+
+__all__ = ["RESUME_FREE_KEYS", "RunFile", "config_diff", "run_meta"]
+
+# keys that may change between a run and its resume (threads: the budget recorded in /meta
+# is reused when the study says "auto"; see analogebl.threads)
+RESUME_FREE_KEYS = ("checkpoint_minutes", "description", "default_tier", "threads")
+
+
+def config_diff(old_toml: str, new_toml: str) -> list[str]:
+    """Dotted keys whose values differ between two run configurations (TOML texts)."""
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, prefix + k + "."))
+            else:
+                out[prefix + k] = v
+        return out
+
+    a, b = flat(tomllib.loads(old_toml)), flat(tomllib.loads(new_toml))
+    return sorted(k for k in set(a) | set(b) if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k))
+
+
+def run_meta(study, ds, net, rule, threads: int, validation_size: int) -> dict:
+    """The ``/meta`` attributes of a run (what reports group and label by)."""
+    import analogebl
+    from analogebl.network import Network
+
+    cfg = study.as_dict()
+    return {
+        "study": study.name,
+        "run_id": study.run_id or "run",
+        "tier": study.tier,
+        "dataset": ds.name,
+        "rule": rule.name,
+        "beta": float("nan") if cfg["rule.beta"] is None else float(cfg["rule.beta"]),
+        "profile": cfg["profile"],
+        "optimizer": cfg["optimizer.name"],
+        "seed": cfg["seed"],
+        "variant": cfg["variant"] or "",
+        "lr": float(np.ravel(cfg["optimizer.lr"])[0]) * cfg["optimizer.lr_scale"],
+        **net.describe(),
+        "version": analogebl.__version__,
+        "git_sha": git_sha(),
+        "epochs_planned": cfg["epochs"],
+        "threads": threads,
+        "complete": False,
+        "status": "running",
+        "message": "",
+        "train_size": len(ds.train_y),
+        "test_size": len(ds.test_y),
+        "validation_size": validation_size,
+        "hidden_layers": net.plan.num_layers - 2 if isinstance(net, Network) else 1,
+    }
+
+
+class RunFile:
+    """The run file at ``path`` (``None``: record nothing) for the configuration
+    ``config_toml``. ``previous`` is what an earlier attempt wrote (``None`` if nothing);
+    a different configuration there is refused."""
+
+    def __init__(self, path: str | Path | None, config_toml: str):
+        self.path = None if path is None else Path(path)
+        self.config_toml = config_toml
+        exists = self.path is not None and self.path.exists()
+        self.previous = read_run(self.path) if exists else None
+        if self.previous is not None:
+            diff = config_diff(self.previous.config_toml, config_toml)
+            if diff:
+                raise ConfigError(
+                    f"holds a run with a different configuration ({', '.join(diff)} "
+                    "differ); choose another --out to start a new run",
+                    path=self.path,
+                )
+        self.meta: dict = {}
+        self.metrics: dict[str, list[float]] = {}
+        self.profile_toml = self.circuit_toml = ""
+
+    def begin(self, meta: dict, profile_toml: str, circuit_toml: str) -> None:
+        """Set the run's metadata; a resumed run keeps the metrics recorded so far."""
+        self.meta, self.profile_toml, self.circuit_toml = meta, profile_toml, circuit_toml
+        if self.previous is not None:
+            self.metrics = {k: [float(x) for x in v] for k, v in self.previous.metrics.items()}
+
+    def write(self, checkpoint: Checkpoint | None) -> None:
+        if self.path is None:
+            return
+        metrics = {k: np.asarray(v) for k, v in self.metrics.items()}
+        write_run(
+            self.path,
+            RunRecord(self.meta, self.config_toml, self.profile_toml, metrics, checkpoint,
+                      self.circuit_toml),
+        )  # fmt: skip
+
+    def mark_diverged(self, message: str) -> None:
+        """Flag the last good file as diverged (its checkpoint stays)."""
+        if self.path is not None and self.path.exists():
+            last = read_run(self.path)
+            last.meta.update(status="diverged", message=message)
+            write_run(self.path, last)

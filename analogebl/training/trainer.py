@@ -1,0 +1,345 @@
+"""The owner of a training step: :class:`Trainer` (network + rule + updater + relaxation).
+
+``Trainer.step(x, y)`` is one step (warm-started free phase, the rule's estimate, the
+updater's write); ``evaluate`` the test protocol (zero-initialised relaxation, argmax);
+``fit`` the epoch loop (data order, schedule, metrics, checkpoints, divergence); and
+``state_dict`` / ``load_state_dict`` one nested state that checkpoints flatten with ``/``::
+
+    {"params": {...}, "opt": {...}, "warm": {...}, "model": {...},   # arrays
+     "updater": {"arrays": {"hw": {...}, "hwnoise": {...}}, "scalars": {...}, "rng": {...}},
+     "scalars": {...}}                                                # optimizer counters
+
+Crossbar circuits (:class:`analogebl.network.Network`) and the recurrent models
+(:class:`analogebl.models.ModelNetwork`) implement the :class:`Trainable` protocol.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from analogebl.data import iterate_batches, num_batches
+from analogebl.errors import DivergenceError
+from analogebl.plan import derive_rng
+from analogebl.recording import Checkpoint
+from analogebl.threads import settle as settle_threads
+from analogebl.training.results import EpochResult, TrainingResult
+from analogebl.training.support import (
+    epoch_results,
+    flatten,
+    fmt_seconds,
+    peak_memory,
+    unflatten,
+)
+
+__all__ = [
+    "EpochResult",
+    "FitOptions",
+    "Trainable",
+    "Trainer",
+    "TrainingResult",
+    "evaluate",
+]
+
+
+class Trainable(Protocol):
+    """What a :class:`Trainer` trains: a crossbar circuit or a recurrent model."""
+
+    def parameters(self) -> dict[str, np.ndarray]: ...
+    def load_parameters(self, params: dict[str, np.ndarray]) -> None: ...
+    def warm_arrays(self) -> dict[str, np.ndarray]: ...
+    def load_warm_arrays(self, arrays: dict[str, np.ndarray]) -> None: ...
+    def extra_state(self) -> dict[str, np.ndarray]: ...
+    def load_extra_state(self, arrays: dict[str, np.ndarray]) -> None: ...
+    def to_backend(self, a: np.ndarray): ...
+    def to_numpy(self, a) -> np.ndarray: ...
+    def check_finite(self) -> str | None: ...
+    def predict(self, x: np.ndarray, iterations: int) -> np.ndarray: ...
+    def epoch_diagnostics(self, x: np.ndarray, iterations: int) -> dict[str, float]: ...
+    def train_step(self, x, y, rule, updater, free_iterations, schedule) -> dict[str, float]: ...
+
+
+def evaluate(net, x_uint8, y, *, mean, std, pad_to, iterations, batch_size, dtype) -> float:
+    """Test error: relax every batch from zero for ``iterations`` and take the argmax."""
+    wrong = 0
+    for xb, yb in iterate_batches(
+        x_uint8, y, batch_size, rng=None, mean=mean, std=std, pad_to=pad_to,
+        augmentation=None, dtype=dtype,
+    ):  # fmt: skip
+        wrong += int(np.sum(net.predict(xb, iterations) != yb))
+    return wrong / len(y)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How :meth:`Trainer.fit` runs the epochs (from the study's keys)."""
+
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    dtype: Any
+    pad_to: int | None = None
+    augmentation: Any = None
+    checkpoint_seconds: float = 600.0
+    measure_memory: bool = False
+    progress: bool = False
+
+
+class Trainer:
+    """Network + rule + :class:`~analogebl.training.updaters.Updater` + relaxation settings.
+
+    Parameters
+    ----------
+    net : Trainable
+    rule : the circuit's or model's learning rule (``analogebl.learning`` / ``models``)
+    updater : IdealUpdater or CrossbarUpdater (holds the optimizer)
+    schedule : learning-rate schedule with ``apply(optimizer, epoch)``
+    free_iterations : int
+        Iterations of the free phase (training and evaluation).
+    relax_schedule : {"async", "sync"}
+    """
+
+    def __init__(self, net, rule, updater, schedule, free_iterations: int, relax_schedule: str):
+        self.net, self.rule, self.updater = net, rule, updater
+        self.optimizer = updater.optimizer
+        self.schedule = schedule
+        self.free_iterations, self.relax_schedule = free_iterations, relax_schedule
+        # the weights before any training (or resume): fit reports ||W - W0|| / ||W0||
+        self.init_weights = {
+            k: v.astype(np.float64) for k, v in net.parameters().items() if v.ndim > 1
+        }
+
+    # ------------------------------------------------------------------ one step
+    def step(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """One training step; returns the batch's free-phase metrics (cost, error, ...)."""
+        settle_threads()  # every step starts on the same thread counts (bit-exact resume)
+        return self.net.train_step(
+            x, y, self.rule, self.updater, self.free_iterations, self.relax_schedule
+        )
+
+    def evaluate(self, x_uint8, y, *, mean, std, pad_to, batch_size, dtype) -> float:
+        """Error rate of the zero-initialised relaxation's argmax on ``(x_uint8, y)``."""
+        settle_threads()
+        return evaluate(
+            self.net, x_uint8, y, mean=mean, std=std, pad_to=pad_to,
+            iterations=self.free_iterations, batch_size=batch_size, dtype=dtype,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Nested state of everything a step changes (module docstring)."""
+        net = self.net
+        return {
+            "params": net.parameters(),
+            "opt": {k: net.to_numpy(v) for k, v in self.optimizer.state().items()},
+            "warm": net.warm_arrays(),
+            "model": net.extra_state(),
+            "updater": self.updater.state_dict(),
+            "scalars": self.optimizer.scalars(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], sums: dict[str, float] | None = None):
+        """Restore :meth:`state_dict` (``sums``: scalars the optimizer's counters live in)."""
+        net = self.net
+        net.load_parameters(state["params"])
+        scalars = {**state.get("scalars", {}), **(sums or {})}
+        self.optimizer.load_state(
+            {k: net.to_backend(v) for k, v in state.get("opt", {}).items()}, scalars
+        )
+        net.load_warm_arrays(state.get("warm", {}))
+        net.load_extra_state(state.get("model", {}))
+        if not self.updater.ideal:
+            self.updater.load_state_dict(state["updater"])
+
+    def checkpoint(self, epoch: int, step: int, sums: dict[str, float]) -> Checkpoint:
+        """The state as a run-file checkpoint (arrays flattened with ``/``)."""
+        st = self.state_dict()
+        up = st.pop("updater")
+        scalars = st.pop("scalars")
+        arrays = flatten({**st, **up["arrays"]})
+        return Checkpoint(epoch, step, arrays, {**sums, **scalars, **up["scalars"]}, up["rng"])
+
+    def restore(self, ck: Checkpoint) -> None:
+        """Load a run-file checkpoint written by :meth:`checkpoint`."""
+        groups = unflatten(ck.arrays)
+        state = {k: groups.get(k, {}) for k in ("params", "opt", "warm", "model")}
+        state["updater"] = {
+            "arrays": {k: v for k, v in groups.items() if k.startswith("hw")},
+            "scalars": dict(ck.scalars),
+            "rng": ck.rng,
+        }
+        self.load_state_dict(state, dict(ck.scalars))
+
+    def resume(self, previous, result: TrainingResult, log) -> tuple | None:
+        """Continue from a run file's record ``previous`` (``None``: a fresh run): its epochs
+        go into ``result``; returns ``(epoch, step, sums)`` to :meth:`fit` from, or ``None``
+        when the run is complete (then only its parameters are loaded)."""
+        if previous is None:
+            return (0, 0, None)
+        result.epochs.extend(epoch_results(previous.metrics, previous.epochs_done))
+        ck = previous.checkpoint
+        if previous.complete:
+            log(f"run {result.path} is complete ({previous.epochs_done} epochs); nothing to do")
+            self.net.load_parameters(unflatten(ck.arrays).get("params", {}))
+            return None
+        if ck is None:
+            return (0, 0, None)
+        self.restore(ck)
+        result.resumed_from = (ck.epoch, ck.step)
+        log(f"resuming {result.path} at epoch {ck.epoch + 1}, batch {ck.step + 1}")
+        return (ck.epoch, ck.step, dict(ck.scalars))
+
+    # ------------------------------------------------------------------ the epoch loop
+    def fit(self, ds, opts: FitOptions, recorder, *, seed: int, start=(0, 0, None),
+            val=None, diagnostic_x=None, log: Callable[[str], None] | None = None,
+            result: TrainingResult | None = None,
+            resumed: bool = False) -> TrainingResult:  # fmt: skip
+        """Train epochs ``start[0] .. opts.epochs - 1`` from batch ``start[1]`` with running
+        sums ``start[2]``; evaluate after each epoch; record to ``recorder`` (metrics per
+        epoch, a checkpoint every epoch and every ``checkpoint_seconds``).
+
+        Raises :class:`DivergenceError` on NaN/Inf, naming the layer and step; the recorder
+        keeps the last good checkpoint.
+        """
+        log = log or (lambda s: None)
+        result = result or TrainingResult()
+        net, opt = self.net, self.optimizer
+        start_epoch, start_step, sums = start[0], start[1], dict(start[2] or {})
+        init_weights = self.init_weights
+        n_batches = num_batches(len(ds.train_y), opts.batch_size)
+        t_start = time.perf_counter()
+        estimated = resumed  # a resumed run does not announce its time again
+        for epoch in range(start_epoch, opts.epochs):
+            t0 = time.perf_counter() - sums.get("seconds", 0.0)
+            self.schedule.apply(opt, epoch)
+            rng = derive_rng(seed, f"data/order/epoch{epoch}")
+            first = start_step if epoch == start_epoch else 0
+            if epoch != start_epoch:
+                sums = {}
+            batches = iterate_batches(
+                ds.train_x, ds.train_y, opts.batch_size, rng=rng, mean=ds.mean, std=ds.std,
+                pad_to=opts.pad_to, augmentation=opts.augmentation, dtype=opts.dtype,
+                start_batch=first,
+            )  # fmt: skip
+            bar = None
+            if opts.progress:
+                from tqdm import tqdm
+
+                bar = tqdm(
+                    total=n_batches, initial=first, desc=f"epoch {epoch + 1}/{opts.epochs}",
+                    leave=False, file=sys.stderr, dynamic_ncols=True,
+                )  # fmt: skip
+            for k in ("n", "steps", "train_seconds"):
+                sums.setdefault(k, 0.0)
+            last_ck = time.perf_counter()
+            t_train = time.perf_counter() - sums["train_seconds"]
+            for step, (xb, yb) in enumerate(batches, start=first):
+                if opts.measure_memory and step == min(first + 1, n_batches - 1):
+                    # the second step: the first pays one-time allocations (JIT, caches)
+                    m, peak = peak_memory(functools.partial(self.step, xb, yb))
+                    sums["peak_step_MB"] = max(sums.get("peak_step_MB", 0.0), peak)
+                else:
+                    m = self.step(xb, yb)
+                sums["steps"] += 1
+                bad = net.check_finite()
+                if bad is not None or not math.isfinite(m["cost"]):
+                    if bar is not None:
+                        bar.close()
+                    raise self._diverged(recorder, bad or "the output", epoch, step)
+                n = len(yb)
+                sums["n"] += n
+                for k, v in m.items():  # cost, error, energy, residual (+ a model's extras)
+                    sums[f"m_{k}"] = sums.get(f"m_{k}", 0.0) + v * n
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        err=f"{sums['m_error'] / sums['n']:.3f}",
+                        cost=f"{sums['m_cost'] / sums['n']:.3f}",
+                        E=f"{sums['m_energy'] / sums['n']:.2f}",
+                    )
+                if not estimated and step - first == min(3, n_batches - 1):
+                    per_batch = (time.perf_counter() - t0) / (step - first + 1)
+                    ep = per_batch * n_batches * (1 + 0.6 * len(ds.test_y) / len(ds.train_y))
+                    log(
+                        f"estimated time: {fmt_seconds(ep)} per epoch, "
+                        f"{fmt_seconds(ep * (opts.epochs - epoch))} for the remaining "
+                        f"{opts.epochs - epoch} epochs"
+                    )
+                    estimated = True
+                if step + 1 < n_batches and time.perf_counter() - last_ck >= (
+                    opts.checkpoint_seconds
+                ):
+                    sums["seconds"] = time.perf_counter() - t0
+                    sums["train_seconds"] = time.perf_counter() - t_train
+                    recorder.write(self.checkpoint(epoch, step + 1, sums))
+                    last_ck = time.perf_counter()
+            if bar is not None:
+                bar.close()
+            train_seconds = time.perf_counter() - t_train
+            row, r = self._epoch_row(ds, opts, epoch, sums, t0, train_seconds, init_weights,
+                                     val, diagnostic_x)  # fmt: skip
+            result.epochs.append(r)
+            for k, v in row.items():
+                recorder.metrics.setdefault(k, []).append(float(v))
+            if epoch + 1 == opts.epochs:
+                recorder.meta.update(complete=True, status="complete")
+            recorder.write(self.checkpoint(epoch + 1, 0, {}))
+            log(
+                f"epoch {r.epoch}/{opts.epochs}  train_error {100 * r.train_error:6.2f}%  "
+                f"cost {r.train_cost:.4f}  energy {row['energy']:.3f}  "
+                f"test_error {100 * r.test_error:6.2f}%  ({r.seconds:.1f} s)"
+            )
+        result.seconds = time.perf_counter() - t_start
+        return result
+
+    def _epoch_row(self, ds, opts, epoch, sums, t0, train_seconds, init_weights, val,
+                   diagnostic_x) -> tuple[dict[str, float], EpochResult]:  # fmt: skip
+        """End of an epoch: test (and validation) error, diagnostics, the metrics row."""
+        net, opt = self.net, self.optimizer
+        ev = {"mean": ds.mean, "std": ds.std, "pad_to": opts.pad_to,
+              "batch_size": opts.eval_batch_size, "dtype": opts.dtype}  # fmt: skip
+        test_err = self.evaluate(ds.test_x, ds.test_y, **ev)
+        r = EpochResult(
+            epoch + 1, sums["m_error"] / sums["n"], sums["m_cost"] / sums["n"], test_err,
+            time.perf_counter() - t0,
+        )  # fmt: skip
+        row = {
+            "epoch": r.epoch, "train_error": r.train_error, "train_cost": r.train_cost,
+            "test_error": r.test_error, "energy": sums["m_energy"] / sums["n"],
+            "residual": sums["m_residual"] / sums["n"], "seconds": r.seconds,
+            "lr": float(next(iter(opt.lrs.values()))),
+            "seconds_per_step": train_seconds / max(sums["steps"], 1),
+        }  # fmt: skip
+        params_now = net.parameters()
+        for k, w0 in init_weights.items():  # does every layer learn?
+            row[f"rel_change_{k}"] = float(
+                np.linalg.norm(params_now[k] - w0) / max(np.linalg.norm(w0), 1e-30)
+            )
+        if "peak_step_MB" in sums:
+            row["peak_step_MB"] = sums["peak_step_MB"]
+        means = {k[2:]: v / sums["n"] for k, v in sums.items() if k.startswith("m_")}
+        row.update(
+            {k: v for k, v in means.items() if k not in ("cost", "error", "energy", "residual")}
+        )
+        row.update(net.epoch_diagnostics(diagnostic_x, self.free_iterations))
+        if val is not None:
+            row["val_error"] = evaluate(net, val[0], val[1], iterations=self.free_iterations, **ev)
+        if not self.updater.ideal:
+            row.update(self.updater.epoch_metrics())
+            self.updater.end_epoch()
+        return row, r
+
+    def _diverged(self, recorder, where: str, epoch: int, step: int) -> DivergenceError:
+        msg = (
+            f"NaN/Inf in {where} at epoch {epoch + 1}, step {step + 1} (rule {self.rule.name}); "
+            "the last good checkpoint is kept; lower the learning rates or beta"
+        )
+        recorder.mark_diverged(msg)
+        return DivergenceError(msg)

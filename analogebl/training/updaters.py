@@ -1,0 +1,193 @@
+"""How a rule's estimate becomes new weights: the :class:`Updater` strategies of a training step.
+
+* :class:`IdealUpdater` — the optimizer writes the weights (software; ``ideal_fp32``).
+* :class:`CrossbarUpdater` — the weights live on differential-pair crossbars
+  (:class:`analogebl.hardware.Crossbars`). Per step the optimizer turns the estimate into a
+  desired ``dW`` (the paper's recipe: momentum, weight decay) or, with
+  ``update.rule = "plain"``, ``dW = -lr * g`` from the contrast alone; the crossbars realise
+  it as pulses through the device response; the backend then reads the new effective weights
+  back (with read noise). Random streams: device instances from ``(rng.device_seed or the
+  run's seed, "hardware/devices")``, pulses from ``"hardware/update"``, reads from
+  ``"hardware/read"``; their states are part of :meth:`Updater.state_dict`.
+
+Both keep one nested state: ``{"arrays": {group: {name: array}}, "scalars": {...},
+"rng": {...}}``; the optimizer's own state is checkpointed by the trainer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import numpy as np
+
+from analogebl.hardware import Crossbars, HardwareProfile, state_quantizers
+from analogebl.plan import derive_rng
+from analogebl.plan.effects import ReadNoise
+
+__all__ = ["CrossbarUpdater", "IdealUpdater", "Updater"]
+
+
+class Updater(Protocol):
+    """The weight-writing half of a training step (see module docstring)."""
+
+    optimizer: Any
+    ideal: bool
+
+    def begin_step(self) -> None: ...
+
+    def step(self, params, grads, backend=None, free_state=None, iterations: int = 0) -> None:
+        """Apply ``grads`` (batch-mean dLoss/dtheta) to ``params``."""
+
+    def end_epoch(self) -> None: ...
+
+    def epoch_metrics(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class IdealUpdater:
+    """The optimizer writes the weights: ``theta <- optimizer(theta, g)``."""
+
+    ideal = True
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def begin_step(self) -> None:
+        pass
+
+    def step(self, params, grads, backend=None, free_state=None, iterations: int = 0) -> None:
+        self.optimizer.step(params, grads)
+
+    def end_epoch(self) -> None:
+        pass
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"arrays": {}, "scalars": {}, "rng": {}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class CrossbarUpdater:
+    """Weights on crossbars of ``profile``'s devices; updates as pulses (module docstring).
+
+    Installs the profile's converters (DAC/ADC quantizers) and read noise on ``backend``.
+    """
+
+    ideal = False
+
+    def __init__(self, profile: HardwareProfile, backend, optimizer, mean, std, seed: int):
+        self.profile, self.b, self.optimizer = profile, backend, optimizer
+        dev_seed = profile.get("rng", "device_seed")
+        dev_seed = seed if dev_seed is None or dev_seed == 0 else dev_seed
+        self.xbar = Crossbars(
+            profile, backend.get_parameters(), derive_rng(dev_seed, "hardware/devices")
+        )
+        self.rng_update = derive_rng(seed, "hardware/update")
+        self.rng_read = derive_rng(seed, "hardware/read")
+        self.plain = profile.get("update", "rule") == "plain"
+        self.resample = profile.get("read", "resample")
+        self.t_read = profile.get("energy", "t_read_sec")
+        backend.set_quantizers(state_quantizers(profile, backend.plan.num_layers, mean, std))
+        self._load_weights()
+        self.pulses, self.update_energy_J, self.relax_energy_J = 0, 0.0, 0.0
+
+    def _load_weights(self) -> None:
+        """Read the crossbars' effective weights into the backend (new read-noise std)."""
+        self.b.set_parameters(self.xbar.weights())
+        std = self.xbar.read_noise_std()
+        keep = self.b.read_noise_draw()
+        self.b.set_read_noise(None if std is None else ReadNoise(std, self.resample), self.rng_read)
+        if self.resample == "per_update":
+            self.b.set_read_noise_draw(keep)  # the update's draw stays until the next step
+
+    # ------------------------------------------------------------------ a training step
+    def begin_step(self) -> None:
+        """Start an update: a fresh read-noise draw shared by its phases (``per_update``)."""
+        if self.resample == "per_update" and self.b.read_noise is not None:
+            self.b.redraw_read_noise()
+
+    def _observe(self, free_state, iterations: int) -> None:
+        """Account the read energy of a step's relaxations: power at the free equilibrium
+        times ``iterations * t_read_sec`` (dense crossbars)."""
+        if not self.t_read or not self.xbar.differential:
+            return
+        b = self.b
+        p = 0.0
+        for c in b.plan.couplings:
+            if c.kind == "dense":
+                p += self.xbar.crossbar_power_W(
+                    c.name, b.to_numpy(free_state[c.pre]), b.to_numpy(free_state[c.post])
+                )
+        self.relax_energy_J += p * iterations * self.t_read * free_state[0].shape[0]
+
+    def step(self, params, grads, backend=None, free_state=None, iterations: int = 0) -> None:
+        """Turn the estimate into pulses and read the new weights back."""
+        b = self.b
+        if free_state is not None:
+            self._observe(free_state, iterations)
+        old = {k: b.to_numpy(v).astype(np.float64) for k, v in b.params.items()}
+        if self.plain:
+            delta = {
+                k: -self.optimizer.lr(k) * b.to_numpy(g).astype(np.float64)
+                for k, g in grads.items()
+            }
+        else:
+            self.optimizer.step(b.params, grads)
+            delta = {k: b.to_numpy(b.params[k]).astype(np.float64) - old[k] for k in old}
+        stats = self.xbar.apply(delta, self.rng_update)
+        self.pulses += stats.pulses
+        self.update_energy_J += stats.energy_J
+        self._load_weights()
+
+    def end_epoch(self) -> None:
+        """Time passes between epochs (``retention.epoch_interval_sec``): drift."""
+        dt = self.profile.get("retention", "epoch_interval_sec")
+        if dt > 0:
+            self.xbar.advance(dt)
+            self._load_weights()
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Cumulative pulses and energies (J) of the run so far."""
+        return {
+            "pulses": self.pulses,
+            "update_energy_J": self.update_energy_J,
+            "relax_energy_J": self.relax_energy_J,
+            "energy_J": self.update_energy_J + self.relax_energy_J,
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        arrays = {"hw": dict(self.xbar.state_dict())}
+        draw = self.b.read_noise_draw()
+        if draw is not None:
+            arrays["hwnoise"] = {k: self.b.to_numpy(v) for k, v in draw.items()}
+        rng = {
+            "hardware/update": self.rng_update.bit_generator.state,
+            "hardware/read": self.rng_read.bit_generator.state,
+        }
+        scalars = {
+            "hw_pulses": self.pulses,
+            "hw_update_J": self.update_energy_J,
+            "hw_relax_J": self.relax_energy_J,
+        }
+        return {"arrays": arrays, "scalars": scalars, "rng": json.loads(json.dumps(rng))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        arrays, rng, scalars = state["arrays"], state["rng"], state["scalars"]
+        self.xbar.load_state_dict(arrays.get("hw", {}))
+        self.rng_update.bit_generator.state = rng["hardware/update"]
+        self.rng_read.bit_generator.state = rng["hardware/read"]
+        self.pulses = int(scalars.get("hw_pulses", 0))
+        self.update_energy_J = float(scalars.get("hw_update_J", 0.0))
+        self.relax_energy_J = float(scalars.get("hw_relax_J", 0.0))
+        self._load_weights()
+        noise = {k: self.b.asarray(v) for k, v in arrays.get("hwnoise", {}).items()}
+        self.b.set_read_noise_draw(noise or None)
