@@ -101,7 +101,7 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
     from analogebl.data import DATASETS, load_dataset
     from analogebl.learning import ContrastiveLearning, EquilibriumPropagation, layer_learning_rates
     from analogebl.models.rules import VectorFieldEP
-    from analogebl.pipeline import build_network, build_rule
+    from analogebl.training.build import build_network, build_rule
 
     runs = study.runs()
     ids = [r.run_id for r in runs]
