@@ -19,10 +19,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
 from analogebl.errors import ConfigError
+from analogebl.tomlio import dumps
 
 __all__ = ["Activation", "Circuit", "Coupling", "CouplingKind", "Layer", "Pool"]
 
@@ -110,31 +112,24 @@ class Circuit:
     def to_toml(self) -> str:
         """The resolved circuit (every layer and coupling, after overrides) as TOML text,
         recorded with results."""
-        lines = [f'name = "{self.name}"', f"bias_gain = {self.bias_gain!r}"]
-        for layer in self.layers:
-            lines += [
-                "",
-                "[[layer]]",
-                f'name = "{layer.name}"',
-                f"shape = {list(layer.shape)}",
-                f'activation = "{layer.activation.value}"',
-            ]
+        couplings = []
         for c in self.couplings:
-            lines += [
-                "",
-                "[[coupling]]",
-                f'name = "{c.name}"',
-                f"pre = {c.pre}",
-                f'kind = "{c.kind.value}"',
-                f"gain = {c.gain!r}",
-            ]
+            entry: dict[str, Any] = {
+                "name": c.name,
+                "pre": c.pre,
+                "kind": c.kind.value,
+                "gain": c.gain,
+            }
             if c.kind is CouplingKind.CONV:
-                lines += [
-                    f"kernel_size = {c.kernel_size}",
-                    f"padding = {c.padding}",
-                    f'pool = "{c.pool.value}"',
-                ]
-        return "\n".join(lines) + "\n"
+                entry.update(kernel_size=c.kernel_size, padding=c.padding, pool=c.pool.value)
+            couplings.append(entry)
+        layers = [
+            {"name": layer.name, "shape": list(layer.shape), "activation": layer.activation.value}
+            for layer in self.layers
+        ]
+        return dumps(
+            {"name": self.name, "bias_gain": self.bias_gain, "layer": layers, "coupling": couplings}
+        )
 
     def __post_init__(self):
         if len(self.layers) < 2:

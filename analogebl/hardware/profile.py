@@ -17,6 +17,7 @@ from typing import Any
 
 from analogebl.catalog import find_entry, list_entries, read_toml
 from analogebl.errors import ConfigError
+from analogebl.tomlio import dumps
 
 __all__ = ["SCHEMA", "HardwareProfile", "list_profiles", "load_profile"]
 
@@ -315,27 +316,16 @@ class HardwareProfile:
 
     def to_toml(self) -> str:
         """The resolved profile as TOML (recorded with results)."""
-        import json
-
-        def val(v):
-            if isinstance(v, bool):
-                return "true" if v else "false"
-            if isinstance(v, float) and math.isinf(v):
-                return "inf" if v > 0 else "-inf"
-            if isinstance(v, str | list):
-                return json.dumps(v)
-            return repr(v)
-
-        lines = [
-            "[profile]",
-            f"name = {val(self.name)}",
-            f"description = {val(self.description)}",
-            f"references = {val(list(self.references))}",
-        ]
+        doc: dict[str, Any] = {
+            "profile": {
+                "name": self.name,
+                "description": self.description,
+                "references": list(self.references),
+            }
+        }
         for table in SCHEMA:
-            lines.append(f"\n[{table}]")
-            lines += [f"{k} = {val(self.get(table, k))}" for k in SCHEMA[table]]
-        return "\n".join(lines) + "\n"
+            doc[table] = {k: self.get(table, k) for k in SCHEMA[table]}
+        return dumps(doc)
 
     def __repr__(self) -> str:
         return f"HardwareProfile({self.name!r}, ideal={self.is_ideal})"

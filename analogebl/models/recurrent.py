@@ -42,12 +42,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from analogebl.errors import ConfigError
+from analogebl.tomlio import dumps
 
 __all__ = ["MODELS", "ModelSpec", "RecurrentModel", "RelaxResult"]
 
@@ -103,20 +103,8 @@ class ModelSpec:
         return self.has_energy
 
     def to_toml(self) -> str:
-        lines = [f"# model {self.name}"]
-        for k, v in asdict(self).items():
-            if v is None:
-                continue
-            lines.append(f"{k} = {_toml(v)}")
-        return "\n".join(lines) + "\n"
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return f'"{v}"'
-    return repr(v)
+        """The spec as TOML (``None`` fields left out), headed ``# model NAME``."""
+        return dumps(asdict(self), header=f"model {self.name}")
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from analogebl.catalog import find_entry, read_toml
 from analogebl.errors import ConfigError
 from analogebl.learning.optimizers import OPTIMIZERS
+from analogebl.tomlio import dumps, nest
 
 __all__ = ["StudyConfig", "load_study", "parse_set", "SCHEMA", "TIERS"]
 
@@ -276,42 +276,22 @@ class StudyConfig:
         return dict(self.values)
 
     def to_toml(self) -> str:
-        """The resolved configuration as TOML text (recorded with results)."""
-        lines = [
-            f"# study {self.name}, tier {self.tier}"
-            + (f", run {self.run_id}" if self.run_id else "")
-        ]
-        for k, v in self.values:
-            if v is None:
-                continue
-            lines.append(f"{_quote_key(k)} = {_toml_value(v)}")
+        """The resolved configuration as TOML text (recorded with results). Keys whose value
+        is ``None`` are left out (loading fills them from the defaults again)."""
+        doc = nest(self.values)
         if self.sweep:
-            lines.append("\n[sweep]")
-            lines += [f"{k} = {_toml_value(list(v))}" for k, v in self.sweep]
-        for name, table in self.variants:
-            lines.append(f"\n[variants.{name}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in table]
-        for rule, table in self.per_rule:
-            lines.append(f"\n[per_rule.{rule}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in table]
-        return "\n".join(lines) + "\n"
+            doc["sweep"] = nest((k, list(v)) for k, v in self.sweep)
+        if self.variants:
+            doc["variants"] = {name: nest(table) for name, table in self.variants}
+        if self.per_rule:
+            doc["per_rule"] = {rule: nest(table) for rule, table in self.per_rule}
+        header = f"study {self.name}, tier {self.tier}" + (
+            f", run {self.run_id}" if self.run_id else ""
+        )
+        return dumps(doc, header=header)
 
     def __repr__(self) -> str:
         return f"StudyConfig({self.name!r}, tier={self.tier!r})"
-
-
-def _quote_key(k: str) -> str:
-    return ".".join(k.split("."))
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)  # JSON string escapes are valid TOML
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return repr(v)
 
 
 def _split_sweep(doc: dict, path, where: str) -> tuple[dict, dict]:
