@@ -174,7 +174,7 @@ def _check_gradients(args) -> int:
 
     if args.model:
         return _check_model_gradients(args)
-    rules = [r.strip() for r in (args.rules or _CIRCUIT_RULES).split(",") if r.strip()]
+    rules = [r.strip() for r in (args.rules or ",".join(RULES)).split(",") if r.strip()]
     for r in rules:
         if r not in RULES:
             raise _usage(f"--rules: unknown rule {r!r}; choose from {', '.join(RULES)}")
@@ -211,9 +211,6 @@ def _print_rule_rows(rules: dict) -> None:
         )
         slope = f"  slope {e['slope']:.2f}" if "slope" in e else ""
         print(f"{name:6s}{slope}\n    {cells}")
-
-
-_CIRCUIT_RULES = "p_ep,n_ep,c_ep,cl,p_cpl,n_cpl,c_cpl,tbp,rbp"
 
 
 def _check_model_gradients(args) -> int:

@@ -27,21 +27,42 @@ TBP and RBP are the backprop baselines.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from analogebl.errors import ConfigError
 
 __all__ = [
     "RULES",
+    "RULE_LABELS",
     "ContrastiveLearning",
     "EquilibriumPropagation",
     "RecurrentBackprop",
     "Rule",
     "TruncatedBackprop",
     "make_rule",
+    "rule_label",
 ]
 
-RULES = ("cl", "p_ep", "n_ep", "c_ep", "p_cpl", "n_cpl", "c_cpl", "tbp", "rbp")
+#: Every rule for the circuits, in the paper's order (its Table 1), with its display label
+#: (report tables and figures). The one list of rule names: the CLI and the reports read
+#: it from here.
+RULE_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "cl": "CL",
+        "p_ep": "P-EP",
+        "n_ep": "N-EP",
+        "c_ep": "C-EP",
+        "p_cpl": "P-CpL",
+        "n_cpl": "N-CpL",
+        "c_cpl": "C-CpL",
+        "tbp": "TBP",
+        "rbp": "RBP",
+    }
+)
+#: The rule names of :data:`RULE_LABELS`, in the paper's order.
+RULES = tuple(RULE_LABELS)
 _VARIANTS = ("positive", "negative", "centered")
 
 
@@ -110,6 +131,11 @@ class RecurrentBackprop:
 
     iterations: int = 15
     name = "rbp"
+
+
+def rule_label(name: str) -> str:
+    """Display label of a rule (``"p_cpl"`` -> ``"P-CpL"``); other names come back unchanged."""
+    return RULE_LABELS.get(name, name)
 
 
 Rule = EquilibriumPropagation | ContrastiveLearning | TruncatedBackprop | RecurrentBackprop
