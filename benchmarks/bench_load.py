@@ -70,7 +70,7 @@ def _step_rate(cmd: list[str]) -> tuple[float, int]:
 
 
 def _study_rate(threads: str) -> tuple[float, int]:
-    import h5py
+    from analogebl.recording import read_run
 
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
@@ -96,10 +96,10 @@ def _study_rate(threads: str) -> tuple[float, int]:
             cwd=ROOT,
         )
         (path,) = Path(tmp).glob("*.h5")
-        with h5py.File(path, "r") as f:
-            seconds = float(f["metrics/seconds"][0])
-            n = int(f["meta"].attrs["train_size"])
-            used = int(f["meta"].attrs["threads"])
+        rec = read_run(path, checkpoint=False)
+        seconds = float(rec.metrics["seconds"][0])
+        n = int(rec.meta["train_size"])
+        used = int(rec.meta["threads"])
     return n / seconds, used
 
 

@@ -15,15 +15,20 @@ Layout of ``RUN.h5``::
                        state, and the position in the data order (attributes epoch, step)
 
 Why a full rewrite: the file is small (parameters plus a few hundred numbers), and writing
-a complete new file to ``RUN.h5.tmp``, fsync-ing it and renaming it over ``RUN.h5`` means a
-crash at any moment leaves either the old or the new file, never a torn one. (HDF5 itself
-gives no such guarantee for in-place edits.)
+a complete new file to a temp file next to it (``.RUN.h5.XXXXXXXX.tmp``), fsync-ing it and
+renaming it over ``RUN.h5`` means a crash at any moment leaves either the old or the new
+file, never a torn one (HDF5 itself gives no such guarantee for in-place edits). The one
+atomic writer is :mod:`analogebl.recording.atomic`.
+
+:func:`read_run` is the one reader of run files: everything for a resume, or with
+``checkpoint=False`` only ``/meta`` and ``/metrics`` (the cheap read for reports over many
+files). An HDF5 file without ``/meta`` raises :class:`NotARunFile`.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import math
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +38,17 @@ import h5py
 import numpy as np
 
 from analogebl.errors import ConfigError
+from analogebl.recording.atomic import atomic_path, atomic_write_text
 
-__all__ = ["Checkpoint", "RunRecord", "atomic_write_text", "git_sha", "read_run", "write_run"]
+__all__ = [
+    "Checkpoint",
+    "NotARunFile",
+    "RunRecord",
+    "atomic_write_text",
+    "git_sha",
+    "read_run",
+    "write_run",
+]
 
 SCHEMA_VERSION = 1
 
@@ -58,38 +72,74 @@ class Checkpoint:
 
 @dataclass
 class RunRecord:
-    """The contents of a run file."""
+    """The contents of a run file.
+
+    ``meta`` holds the ``/meta`` attributes as plain Python values (``str``, ``int``,
+    ``float``, ``bool``; ``beta`` is NaN when the rule has none); ``metrics`` maps names to
+    1-D float64 arrays, one entry per finished epoch (read-only when read from a file);
+    ``checkpoint`` is ``None`` for a finished run and after ``read_run(...,
+    checkpoint=False)``; ``path`` is the file it was read from (``None`` when built in
+    memory).
+    """
 
     meta: dict[str, Any]
-    config_toml: str
-    profile_toml: str
-    metrics: dict[str, np.ndarray]
-    checkpoint: Checkpoint | None
-    circuit_toml: str = ""
+    config_toml: str = field(repr=False)
+    profile_toml: str = field(repr=False)
+    metrics: dict[str, np.ndarray] = field(repr=False)
+    checkpoint: Checkpoint | None = field(repr=False)
+    circuit_toml: str = field(default="", repr=False)
+    path: Path | None = None
 
     @property
     def complete(self) -> bool:
+        """Whether all planned epochs finished."""
         return bool(self.meta.get("complete", False))
 
     @property
     def epochs_done(self) -> int:
+        """Number of finished epochs (length of the metric arrays)."""
         return len(self.metrics.get("epoch", ()))
 
+    @property
+    def rule(self) -> str:
+        """Rule key (``meta["rule"]``)."""
+        return str(self.meta["rule"])
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    @property
+    def dataset(self) -> str:
+        """Dataset key (``meta["dataset"]``)."""
+        return str(self.meta["dataset"])
+
+    @property
+    def profile(self) -> str:
+        """Hardware profile name (``"none"`` without one)."""
+        return str(self.meta["profile"])
+
+    @property
+    def seed(self) -> int:
+        """The run's seed."""
+        return int(self.meta["seed"])
+
+    @property
+    def beta(self) -> float:
+        """Nudging strength β (NaN when the rule has none)."""
+        return float(self.meta["beta"])
+
+    @property
+    def final_test_error(self) -> float:
+        """Test error (fraction) after the last finished epoch; NaN if none finished."""
+        v = self.metrics["test_error"]
+        return float(v[-1]) if len(v) else math.nan
+
+    @property
+    def final_train_error(self) -> float:
+        """Train error (fraction) after the last finished epoch; NaN if none finished."""
+        v = self.metrics["train_error"]
+        return float(v[-1]) if len(v) else math.nan
+
+
+class NotARunFile(ConfigError):
+    """An HDF5 file without a ``/meta`` group: some other file (a dataset, a cache)."""
 
 
 def git_sha() -> str:
@@ -117,42 +167,28 @@ def _str_attr(v: Any) -> Any:
 
 
 def write_run(path: str | Path, record: RunRecord) -> None:
-    """Write ``record`` to ``path`` atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            meta = f.create_group("meta")
-            for k, v in record.meta.items():
-                meta.attrs[k] = _str_attr(v)
-            meta.attrs["schema_version"] = SCHEMA_VERSION
-            meta.create_dataset("config_toml", data=record.config_toml)
-            meta.create_dataset("profile_toml", data=record.profile_toml)
-            meta.create_dataset("circuit_toml", data=record.circuit_toml)
-            m = f.create_group("metrics")
-            for k, v in record.metrics.items():
-                m.create_dataset(k, data=np.asarray(v, dtype=np.float64))
-            ck = record.checkpoint
-            if ck is not None:
-                g = f.create_group("checkpoint")
-                g.attrs["epoch"] = ck.epoch
-                g.attrs["step"] = ck.step
-                g.attrs["scalars"] = json.dumps(ck.scalars)
-                g.attrs["rng"] = json.dumps(ck.rng)
-                for k, v in ck.arrays.items():
-                    g.create_dataset(k, data=np.asarray(v))
-            f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``record`` to ``path`` atomically (temp file, fsync, rename; see
+    :func:`~analogebl.recording.atomic.atomic_path`). ``record.path`` is not used."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        meta = f.create_group("meta")
+        for k, v in record.meta.items():
+            meta.attrs[k] = _str_attr(v)
+        meta.attrs["schema_version"] = SCHEMA_VERSION
+        meta.create_dataset("config_toml", data=record.config_toml)
+        meta.create_dataset("profile_toml", data=record.profile_toml)
+        meta.create_dataset("circuit_toml", data=record.circuit_toml)
+        m = f.create_group("metrics")
+        for k, v in record.metrics.items():
+            m.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+        ck = record.checkpoint
+        if ck is not None:
+            g = f.create_group("checkpoint")
+            g.attrs["epoch"] = ck.epoch
+            g.attrs["step"] = ck.step
+            g.attrs["scalars"] = json.dumps(ck.scalars)
+            g.attrs["rng"] = json.dumps(ck.rng)
+            for k, v in ck.arrays.items():
+                g.create_dataset(k, data=np.asarray(v))
 
 
 def _read_arrays(group: h5py.Group, prefix: str = "") -> dict[str, np.ndarray]:
@@ -165,44 +201,83 @@ def _read_arrays(group: h5py.Group, prefix: str = "") -> dict[str, np.ndarray]:
     return out
 
 
-def _text(ds) -> str:
-    v = ds[()]
-    return v.decode() if isinstance(v, bytes) else str(v)
+def _plain(v: Any) -> Any:
+    """An HDF5 attribute value as a plain Python value."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace")
+    if isinstance(v, np.generic):
+        return _plain(v.item())
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
 
 
-def read_run(path: str | Path) -> RunRecord:
-    """Read a run file; an unreadable or malformed file raises :class:`ConfigError` naming it."""
+def _text(group: h5py.Group, name: str) -> str:
+    """The text dataset ``name`` of ``group`` (``""`` when absent)."""
+    return str(_plain(group[name][()])) if name in group else ""
+
+
+def read_run(path: str | Path, *, checkpoint: bool = True) -> RunRecord:
+    """Read a run file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run file.
+    checkpoint : bool
+        Also read the ``/checkpoint`` group (every parameter and optimizer array: what a
+        resume needs). ``False`` reads only ``/meta`` and ``/metrics``, the cheap read for
+        reports over many files; ``RunRecord.checkpoint`` is then ``None``.
+
+    Returns
+    -------
+    RunRecord
+        ``meta`` as plain Python values, the TOML texts (``""`` when absent), ``metrics``
+        as read-only 1-D float64 arrays, and ``path``.
+
+    Raises
+    ------
+    NotARunFile
+        An HDF5 file without a ``/meta`` group (a :class:`ConfigError`).
+    ConfigError
+        The file cannot be read (not HDF5, truncated, corrupted), or it has ``/meta`` but
+        no ``/metrics`` group or a metric that is not a 1-D dataset; the error names it.
+    """
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            if "meta" not in f or "metrics" not in f:
-                raise ConfigError("not an analogebl run file (no /meta or /metrics)", path=path)
-            meta = {
-                k: (
-                    v.decode()
-                    if isinstance(v, bytes)
-                    else v.item()
-                    if isinstance(v, np.generic)
-                    else v
+            if not isinstance(f.get("meta"), h5py.Group):
+                raise NotARunFile("not an analogebl run file (no /meta group)", path=path)
+            g = f["meta"]
+            meta = {k: _plain(v) for k, v in g.attrs.items()}
+            config, profile, circuit = (
+                _text(g, n) for n in ("config_toml", "profile_toml", "circuit_toml")
+            )
+            if not isinstance(f.get("metrics"), h5py.Group):
+                raise ConfigError(
+                    "run file has /meta but no /metrics group", path=path, key="metrics"
                 )
-                for k, v in f["meta"].attrs.items()
-            }
-            config = _text(f["meta/config_toml"])
-            profile = _text(f["meta/profile_toml"]) if "profile_toml" in f["meta"] else ""
-            circuit = _text(f["meta/circuit_toml"]) if "circuit_toml" in f["meta"] else ""
-            metrics = {k: np.asarray(v[()]) for k, v in f["metrics"].items()}
+            metrics = {}
+            for k, ds in f["metrics"].items():
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+                    raise ConfigError("metrics must be 1-D datasets", path=path, key=f"metrics/{k}")
+                a = np.asarray(ds[()], dtype=np.float64)
+                a.setflags(write=False)
+                metrics[k] = a
             ck = None
-            if "checkpoint" in f:
-                g = f["checkpoint"]
+            if checkpoint and "checkpoint" in f:
+                c = f["checkpoint"]
                 ck = Checkpoint(
-                    int(g.attrs["epoch"]),
-                    int(g.attrs["step"]),
-                    _read_arrays(g),
-                    json.loads(g.attrs["scalars"]),
-                    json.loads(g.attrs["rng"]),
+                    int(c.attrs["epoch"]),
+                    int(c.attrs["step"]),
+                    _read_arrays(c),
+                    json.loads(c.attrs["scalars"]),
+                    json.loads(c.attrs["rng"]),
                 )
     except ConfigError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"cannot read run file: {exc}", path=path) from None
-    return RunRecord(meta, config, profile, metrics, ck, circuit)
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ConfigError(
+            f"cannot read run file ({type(exc).__name__}: {exc})", path=path
+        ) from None
+    return RunRecord(meta, config, profile, metrics, ck, circuit, path)

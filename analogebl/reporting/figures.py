@@ -28,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analogebl.reporting._atomic import atomic_write_bytes
+from analogebl.recording.atomic import atomic_write_bytes
 from analogebl.reporting.runs import (
     DATASET_ORDER,
     PROFILE_ORDER,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analogebl.errors import ConfigError
-from analogebl.reporting._atomic import atomic_write_text
+from analogebl.recording.atomic import atomic_write_text
 from analogebl.reporting.figures import _Writer, make_figures
 from analogebl.reporting.optimizers import (
     is_comparison,

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from analogebl.errors import ConfigError, DivergenceError
 from analogebl.recording import atomic_write_text
+from analogebl.recording.atomic import is_temp_file
 from analogebl.study.config import StudyConfig
 from analogebl.threads import available_cores, parse_threads, resolve_threads
 
@@ -180,8 +181,10 @@ def _prepare_out(out: Path, study: StudyConfig) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"cannot write to the output folder: {exc.strerror}", path=out) from None
-    for stale in out.glob("*.h5.tmp"):  # a write interrupted by a crash
-        stale.unlink(missing_ok=True)
+    for stale in out.iterdir():  # temp files of writes interrupted by a crash
+        # (RUN.h5.tmp: the name older versions used)
+        if stale.is_file() and (is_temp_file(stale) or stale.name.endswith(".h5.tmp")):
+            stale.unlink(missing_ok=True)
     atomic_write_text(out / "study.toml", study.to_toml())
 
 
