@@ -17,6 +17,7 @@ from analogebl.data import load_dataset, split_validation
 from analogebl.errors import ConfigError
 from analogebl.hardware import load_profile
 from analogebl.plan import derive_rng
+from analogebl.spec import RunSpec
 from analogebl.threads import parse_threads, resolve_threads, set_threads
 from analogebl.training import RunFile, Trainer, TrainingResult
 from analogebl.training.build import (
@@ -69,51 +70,36 @@ def run_training(
             f"study {study.name} sweeps {', '.join(k for k, _ in study.sweep)}; "
             "run it through analogebl.study.run_study or pick one of .runs()"
         )
-    cfg, log, seed = study.as_dict(), log or (lambda s: None), study["seed"]
+    log = log or (lambda s: None)
+    spec = RunSpec.from_flat(study.as_dict(), path=study.path, study=study.name,
+                             tier=study.tier, run_id=study.run_id)  # fmt: skip
     run = RunFile(path, study.to_toml())
-    threads = _thread_budget(cfg["threads"], run.previous, max_threads, log)
+    threads = _thread_budget(spec.threads, run.previous, max_threads, log)
     # data
-    n_val, n_train = cfg["validation_subset"] or 0, cfg["train_subset"]
-    ds = load_dataset(
-        cfg["dataset"],
-        train_subset=None if n_train is None else n_train + n_val,
-        test_subset=cfg["test_subset"],
-        subset_seed=seed,
-    )
+    d, seed = spec.data, spec.seed
+    n_val = d.validation_subset or 0
+    n_train = None if d.train_subset is None else d.train_subset + n_val
+    ds = load_dataset(d.dataset, train_subset=n_train, test_subset=d.test_subset,
+                      subset_seed=seed)  # fmt: skip
     val = None
     if n_val:
         ds, *val = split_validation(ds, n_val, derive_rng(seed, "data/validation"))
-    # network (the plan carries the profile's hardware), rule, optimizer, updater, trainer
-    net, rule = build_network(cfg, ds, seed)
-    profile = None if cfg["profile"] == "none" else load_profile(cfg["profile"])
-    opt = build_optimizer(cfg, net, seed)
+    # network, rule, optimizer, updater (the profile's crossbars), trainer
+    net, rule = build_network(spec, ds)
+    profile = None if spec.hardware.profile is None else load_profile(spec.hardware.profile)
+    opt = build_optimizer(spec, net)
     updater = build_updater(profile, net, opt, ds, seed)
-    trainer = Trainer(
-        net,
-        rule,
-        updater,
-        build_schedule(cfg),
-        cfg["relaxation.free_iterations"],
-        cfg["relaxation.schedule"],
-    )
+    r = spec.relaxation
+    trainer = Trainer(net, rule, updater, build_schedule(spec), r.free_iterations, r.schedule)
     # the run file: metadata, and where an earlier attempt stopped
-    meta = run_meta(study, ds, net, rule, threads, 0 if val is None else len(val[1]))
+    meta = run_meta(spec, ds, net, rule, threads, 0 if val is None else len(val[1]))
     run.begin(meta, "" if profile is None else profile.to_toml(), net.description_toml())
     result = TrainingResult(path=run.path)
     start = trainer.resume(run.previous, result, log)  # None: the run is complete
     if start is not None:
-        opts = fit_options(cfg, ds, checkpoint_seconds, progress)
-        trainer.fit(
-            ds,
-            opts,
-            run,
-            seed=seed,
-            start=start,
-            val=val,
-            log=log,
-            result=result,
-            diagnostic_x=diagnostic_batch(ds, cfg, opts.dtype),
-            resumed=run.previous is not None,
-        )
+        opts = fit_options(spec, ds, checkpoint_seconds, progress)
+        resumed = run.previous is not None
+        trainer.fit(ds, opts, run, seed=seed, start=start, val=val, log=log, result=result,
+                    diagnostic_x=diagnostic_batch(ds, spec), resumed=resumed)  # fmt: skip
     result.network = net  # type: ignore[attr-defined]
     return result

@@ -23,6 +23,7 @@ import numpy as np
 from analogebl.errors import ConfigError
 from analogebl.learning.orthogonal_optimizers import OrthogonalOptimizer
 from analogebl.learning.orthogonalize import asarray_like, from_matrix, spectral_norm, to_matrix
+from analogebl.spec import OPTIMIZERS, OptimizerSpec, layer_learning_rates
 
 __all__ = [
     "OPTIMIZERS",
@@ -36,31 +37,6 @@ __all__ = [
 ]
 
 Array = Any
-
-
-def layer_learning_rates(param_names: list[str], lr: float | list[float]) -> dict[str, float]:
-    """Per-parameter learning rates from one rate or one rate per layer.
-
-    Parameter ``W_k`` and ``b_k`` both get ``lr[k-1]`` (the paper's per-layer rates).
-    """
-    if isinstance(lr, int | float):
-        if lr <= 0:
-            raise ConfigError(f"learning rate must be > 0, got {lr}", key="optimizer.lr")
-        return {n: float(lr) for n in param_names}
-    if not all(n[:1] in "Wb" and n[1:].isdigit() for n in param_names):
-        raise ConfigError(
-            "per-layer learning rates need circuit parameters (W1, b1, ...); give one rate",
-            key="optimizer.lr",
-        )
-    layers = sorted({int(n[1:]) for n in param_names})
-    lr = list(lr)
-    if len(lr) != len(layers):
-        raise ConfigError(
-            f"needs one learning rate per layer ({len(layers)}), got {len(lr)}", key="optimizer.lr"
-        )
-    if any(v <= 0 for v in lr):
-        raise ConfigError("learning rates must be > 0", key="optimizer.lr")
-    return {n: float(lr[layers.index(int(n[1:]))]) for n in param_names}
 
 
 class SGD:
@@ -232,29 +208,21 @@ class SpectralCap:
 
 
 #: Optimizer names a study may use (``optimizer.name``).
-OPTIMIZERS = ("sgd", "adam", "adamw", "muon", "smep", "local_ep", "natural_ep", "sdmep")
 
 
 def make_optimizer(
-    name: str,
-    lrs: dict[str, float],
+    spec: OptimizerSpec,
     shapes: dict[str, tuple[int, ...]],
     hidden: set[str],
     dense: set[str],
     *,
-    adam_lrs: dict[str, float] | None = None,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    spectral_cap: float | None = None,
-    ns_steps: int = 5,
-    nesterov: bool = True,
-    rank_frac: float = 0.25,
-    dion_threshold: int = 50_000,
-    damping: float = 1e-2,
-    kfac_decay: float = 0.95,
     rng: np.random.Generator | None = None,
 ):
-    """Build an optimizer by name.
+    """Build the optimizer ``spec`` describes over parameters of ``shapes``.
+
+    Rates: ``spec.lr`` (one, or one per layer; times ``spec.lr_scale``) and ``spec.adam_lr``
+    for the AdamW routes. ``hidden``: couplings between two hidden layers; ``dense``: dense
+    couplings (K-FAC); ``rng``: Dion's power-iteration stream.
 
     ``sgd``, ``adam`` (L2 decay), ``adamw`` (with ``spectral_cap``: wrapped in
     :class:`SpectralCap`, spectral normalization of every coupling); and the orthogonalizing family
@@ -271,6 +239,12 @@ def make_optimizer(
     * ``sdmep``: Dion (rank ``rank_frac * min(shape)``) on weights with more than
       ``dion_threshold`` entries, NS on the smaller ones, spectral cap (default 0.95).
     """
+    name = spec.name
+    lrs = spec.rates(list(shapes))
+    adam_lrs = spec.rates(list(shapes), adam=True)
+    momentum, weight_decay, spectral_cap = spec.momentum, spec.weight_decay, spec.spectral_cap
+    ns_steps, nesterov, rank_frac = spec.ns_steps, spec.nesterov, spec.rank_frac
+    dion_threshold, damping, kfac_decay = spec.dion_threshold, spec.damping, spec.kfac_decay
     if name not in OPTIMIZERS:
         raise ConfigError(
             f"unknown optimizer '{name}'; known: {', '.join(OPTIMIZERS)}", key="optimizer.name"

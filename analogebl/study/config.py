@@ -23,7 +23,7 @@ from typing import Any
 
 from analogebl.catalog import find_entry, read_toml
 from analogebl.errors import ConfigError
-from analogebl.learning.optimizers import OPTIMIZERS
+from analogebl.spec import RunSpec
 from analogebl.tomlio import dumps, nest
 
 __all__ = ["StudyConfig", "load_study", "parse_set", "SCHEMA", "TIERS"]
@@ -420,20 +420,7 @@ def load_study(
             continue
         if k not in values and k not in sweep:
             raise ConfigError("missing required key", path=path, key=k)
-    checks = {
-        "relaxation.schedule": ("async", "sync"),
-        "model.cost": ("ce", "mse"),
-        "optimizer.name": OPTIMIZERS,
-        "optimizer.schedule": ("cosine", "constant"),
-        "dtype": ("float32", "float64"),
-    }
-    for k, allowed in checks.items():
-        for v in sweep.get(k, (values.get(k),)):
-            if v not in allowed:
-                raise ConfigError(
-                    f"must be one of {', '.join(allowed)}, got {v!r}", path=path, key=k
-                )
-    return StudyConfig(
+    study = StudyConfig(
         path.stem,
         tier,
         tuple(sorted(values.items())),
@@ -443,3 +430,7 @@ def load_study(
         variants=tuple((n, tuple(sorted(t.items()))) for n, t in variants.items()),
         overrides=tuple(overrides or ()),
     )
+    for run in study.runs():  # every value's meaning is checked in one place: the spec
+        RunSpec.from_flat(run.as_dict(), path=path, study=study.name, tier=tier,
+                          run_id=run.run_id)  # fmt: skip
+    return study

@@ -95,81 +95,83 @@ def parse_executor(spec: str) -> tuple[str, int | str | None]:
     )
 
 
-def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
-    """The study's runs and their files; checks up front (before anything is written) that
-    every run's circuit, profile and dataset can be loaded."""
+def _check_run(r: StudyConfig, seen: dict) -> None:
+    """Everything a run needs exists and fits together: its typed spec, dataset, circuit or
+    model, learning rates, rule x optimizer, validation split, hardware profile."""
     from analogebl.circuit import load_circuit
     from analogebl.data import DATASETS, load_dataset
     from analogebl.learning import ContrastiveLearning, EquilibriumPropagation, layer_learning_rates
     from analogebl.models.rules import VectorFieldEP
+    from analogebl.spec import RunSpec
     from analogebl.training.build import build_network, build_rule
 
+    spec = RunSpec.from_flat(r.as_dict(), path=r.path, study=r.name, tier=r.tier,
+                             run_id=r.run_id)  # fmt: skip
+    d = spec.data
+    if d.dataset not in DATASETS:
+        raise ConfigError(
+            f"unknown dataset {d.dataset!r}; choose from {', '.join(DATASETS)}", key="dataset"
+        )
+    rule = build_rule(spec)
+    n_val = d.validation_subset or 0
+    n_train = None if d.train_subset is None else d.train_subset + n_val  # as the pipeline
+    key = (d.dataset, n_train, d.test_subset, spec.seed)
+    if key not in seen:  # each distinct dataset subset is read once per study
+        seen[key] = load_dataset(d.dataset, train_subset=n_train, test_subset=d.test_subset,
+                                 subset_seed=spec.seed)  # fmt: skip
+    ds = seen[key]
+    if spec.model is None:
+        c = spec.circuit
+        circuit = load_circuit(c.name, in_channels=ds.in_channels, num_classes=ds.num_classes,
+                               width=c.width, gains=None if c.gains is None else list(c.gains),
+                               pool=c.pool, depth=c.depth)  # fmt: skip
+        names = list(circuit.parameter_shapes())
+    else:
+        net, _ = build_network(spec, ds)
+        names = list(net.parameters())
+    for key, rates in (("optimizer.lr", spec.optimizer.lr),
+                       ("optimizer.adam_lr", spec.optimizer.adam_lr)):  # fmt: skip
+        if isinstance(rates, tuple) and spec.model is not None:
+            raise ConfigError("recurrent models take one learning rate, not a list", key=key)
+        layer_learning_rates(names, list(rates) if isinstance(rates, tuple) else rates)
+    if spec.optimizer.name == "natural_ep" and not isinstance(
+        rule, EquilibriumPropagation | ContrastiveLearning | VectorFieldEP
+    ):
+        raise ConfigError(
+            f"natural_ep builds its K-FAC factors from a contrastive rule's "
+            f"two equilibria; rule {spec.rule.name} has none",
+            key="optimizer.name",
+        )
+    if n_val and n_val >= len(ds.train_y):
+        raise ConfigError(
+            f"validation_subset {n_val} leaves no training image (the "
+            f"training split holds {len(ds.train_y)})",
+            key="validation_subset",
+        )
+    if spec.hardware.profile is not None:
+        from analogebl.hardware import load_profile
+
+        load_profile(spec.hardware.profile)
+
+
+def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
+    """The study's runs and their files; checks up front (before anything is written) that
+    every run's circuit, profile and dataset can be loaded."""
     runs = study.runs()
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ConfigError(
             "two runs of the sweep get the same identifier", path=study.path, key="sweep"
         )
-    seen = set()
+    seen: dict = {}
     for r in runs:
-        if r["dataset"] not in DATASETS:
-            raise ConfigError(
-                f"unknown dataset {r['dataset']!r}; choose from {', '.join(DATASETS)}",
-                path=study.path,
-                key="dataset",
-            )
-        rule = build_rule(r)
-        n_val, n_train = r["validation_subset"] or 0, r["train_subset"]
-        n_train = None if n_train is None else n_train + n_val  # as the pipeline loads it
-        key = (r["dataset"], n_train, r["test_subset"], r["seed"])
-        if key not in seen:
-            ds = load_dataset(
-                r["dataset"],
-                train_subset=n_train,
-                test_subset=r["test_subset"],
-                subset_seed=r["seed"],
-            )
-            seen.add(key)
-        if r["model.name"] is None:
-            circuit = load_circuit(
-                r["circuit.name"],
-                in_channels=ds.in_channels,
-                num_classes=ds.num_classes,
-                width=r["circuit.width"],
-                gains=r["circuit.gains"],
-                pool=r["circuit.pool"],
-                depth=r["circuit.depth"],
-            )
-            names = list(circuit.parameter_shapes())
-        else:
-            net, _ = build_network(r, ds, r["seed"])
-            names = list(net.parameters())
-        for key in ("optimizer.lr", "optimizer.adam_lr"):
-            if isinstance(r[key], list) and r["model.name"] is not None:
-                raise ConfigError(
-                    "recurrent models take one learning rate, not a list", path=study.path, key=key
-                )
-            layer_learning_rates(names, r[key])
-        if r["optimizer.name"] == "natural_ep" and not isinstance(
-            rule, EquilibriumPropagation | ContrastiveLearning | VectorFieldEP
-        ):
-            raise ConfigError(
-                f"natural_ep builds its K-FAC factors from a contrastive rule's "
-                f"two equilibria; rule {r['rule.name']} has none",
-                path=study.path,
-                key="optimizer.name",
-            )
-        if n_val and n_val >= len(ds.train_y):
-            raise ConfigError(
-                f"validation_subset {n_val} leaves no training image (the "
-                f"training split holds {len(ds.train_y)})",
-                path=study.path,
-                key="validation_subset",
-            )
-        if r["profile"] != "none":
-            from analogebl.hardware import load_profile
-
-            load_profile(r["profile"])
+        try:
+            _check_run(r, seen)
+        except ConfigError as exc:
+            if exc.path is not None:
+                raise
+            raise ConfigError(str(exc).split(": ", 1)[-1] if exc.key else str(exc),
+                              path=study.path, key=exc.key) from None  # fmt: skip
     return [(r, out / f"{r.run_id}.h5") for r in runs]
 
 

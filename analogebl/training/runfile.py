@@ -37,28 +37,29 @@ def config_diff(old_toml: str, new_toml: str) -> list[str]:
     return sorted(k for k in set(a) | set(b) if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k))
 
 
-def run_meta(study, ds, net, rule, threads: int, validation_size: int) -> dict:
-    """The ``/meta`` attributes of a run (what reports group and label by)."""
+def run_meta(spec, ds, net, rule, threads: int, validation_size: int) -> dict:
+    """The ``/meta`` attributes of a run (what reports group and label by) from its
+    :class:`~analogebl.spec.RunSpec`."""
     import analogebl
     from analogebl.network import Network
 
-    cfg = study.as_dict()
+    opt = spec.optimizer
     return {
-        "study": study.name,
-        "run_id": study.run_id or "run",
-        "tier": study.tier,
+        "study": spec.study,
+        "run_id": spec.run_id,
+        "tier": spec.tier,
         "dataset": ds.name,
         "rule": rule.name,
-        "beta": float("nan") if cfg["rule.beta"] is None else float(cfg["rule.beta"]),
-        "profile": cfg["profile"],
-        "optimizer": cfg["optimizer.name"],
-        "seed": cfg["seed"],
-        "variant": cfg["variant"] or "",
-        "lr": float(np.ravel(cfg["optimizer.lr"])[0]) * cfg["optimizer.lr_scale"],
+        "beta": float("nan") if spec.rule.beta is None else float(spec.rule.beta),
+        "profile": spec.hardware.profile or "none",
+        "optimizer": opt.name,
+        "seed": spec.seed,
+        "variant": spec.variant or "",
+        "lr": float(np.ravel(opt.lr)[0]) * opt.lr_scale,
         **net.describe(),
         "version": analogebl.__version__,
         "git_sha": git_sha(),
-        "epochs_planned": cfg["epochs"],
+        "epochs_planned": spec.epochs,
         "threads": threads,
         "complete": False,
         "status": "running",

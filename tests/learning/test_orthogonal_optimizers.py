@@ -19,6 +19,7 @@ from analogebl.learning.orthogonalize import (
     spectral_norm,
     to_matrix,
 )
+from analogebl.spec import OptimizerSpec
 from analogebl.training import IdealUpdater
 
 
@@ -173,16 +174,8 @@ def test_kfac_factor_shapes_damping_and_natural_step():
     b = net.backend
     shapes = {k: tuple(v.shape) for k, v in net.parameters().items()}
     dense = {c.name for c in b.plan.couplings}
-    opt = make_optimizer(
-        "natural_ep",
-        {k: 0.1 for k in shapes},
-        shapes,
-        set(),
-        dense,
-        kfac_decay=0.0,
-        damping=0.05,
-        spectral_cap=0.0,
-    )
+    spec = OptimizerSpec("natural_ep", 0.1, kfac_decay=0.0, damping=0.05, spectral_cap=0.0)
+    opt = make_optimizer(spec, shapes, set(), dense)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, *b.plan.layer_shapes[0]))
     y = rng.integers(0, b.plan.layer_shapes[-1][0], size=16)
@@ -215,13 +208,8 @@ def test_kfac_factor_shapes_damping_and_natural_step():
 def test_natural_ep_rejects_rules_without_two_equilibria():
     net = Network.from_catalog("tiny_dense", backend="reference", dtype="float64", seed=0)
     shapes = {k: tuple(v.shape) for k, v in net.parameters().items()}
-    opt = make_optimizer(
-        "natural_ep",
-        {k: 0.1 for k in shapes},
-        shapes,
-        set(),
-        {c.name for c in net.backend.plan.couplings},
-    )
+    couplings = {c.name for c in net.backend.plan.couplings}
+    opt = make_optimizer(OptimizerSpec("natural_ep", 0.1), shapes, set(), couplings)
     x = np.random.default_rng(0).normal(size=(4, *net.backend.plan.layer_shapes[0]))
     with pytest.raises(ConfigError, match="two equilibria"):
         net.train_step(x, np.zeros(4, dtype=int), make_rule("tbp", None, 5), IdealUpdater(opt), 10)
@@ -236,9 +224,9 @@ def test_routes_of_each_optimizer():
         "W3": (64, 10),
         "b3": (10,),
     }
-    lrs = {k: 0.02 for k in shapes}
+    lrs = 0.02
     dense = {"W1", "W2", "W3"}
-    muon = make_optimizer("muon", lrs, shapes, {"W2"}, dense)
+    muon = make_optimizer(OptimizerSpec("muon", lrs), shapes, {"W2"}, dense)
     assert muon.routes == {
         "W1": "adamw",
         "b1": "adamw",
@@ -248,15 +236,15 @@ def test_routes_of_each_optimizer():
         "b3": "adamw",
     }
     assert muon.lrs["W1"] == 1e-3 and muon.lrs["W2"] == 0.02 and not muon.capped
-    smep = make_optimizer("smep", lrs, shapes, {"W2"}, dense)
+    smep = make_optimizer(OptimizerSpec("smep", lrs), shapes, {"W2"}, dense)
     assert {k for k, r in smep.routes.items() if r == "ns"} == dense
     assert smep.capped == dense and smep.spectral_cap == 0.95
-    sdmep = make_optimizer("sdmep", lrs, shapes, {"W2"}, dense)
+    sdmep = make_optimizer(OptimizerSpec("sdmep", lrs), shapes, {"W2"}, dense)
     assert sdmep.routes["W1"] == "dion" and sdmep.routes["W2"] == "ns"  # 100k > 50k entries
-    nat = make_optimizer("natural_ep", lrs, shapes, {"W2"}, dense)
+    nat = make_optimizer(OptimizerSpec("natural_ep", lrs), shapes, {"W2"}, dense)
     assert nat.kfac == dense
     with pytest.raises(ConfigError, match="unknown optimizer"):
-        make_optimizer("lion", lrs, shapes, set(), dense)
+        make_optimizer(OptimizerSpec("lion", lrs), shapes, set(), dense)
 
 
 def test_local_ep_is_smep_step_for_step():
@@ -265,13 +253,8 @@ def test_local_ep_is_smep_step_for_step():
     for name in ("smep", "local_ep"):
         net = Network.from_catalog("tiny_dense", backend="reference", dtype="float64", seed=0)
         shapes = {k: tuple(v.shape) for k, v in net.parameters().items()}
-        opt = make_optimizer(
-            name,
-            {k: 0.05 for k in shapes},
-            shapes,
-            set(),
-            {c.name for c in net.backend.plan.couplings},
-        )
+        couplings = {c.name for c in net.backend.plan.couplings}
+        opt = make_optimizer(OptimizerSpec(name, 0.05), shapes, set(), couplings)
         rng = np.random.default_rng(0)
         for _ in range(3):
             x = rng.normal(size=(8, *net.backend.plan.layer_shapes[0]))
@@ -287,15 +270,8 @@ def test_optimizer_state_roundtrip_resumes_exactly():
     shapes = {"W1": (20, 12), "b1": (12,), "W2": (12, 6), "b2": (6,)}
 
     def mk():
-        return make_optimizer(
-            "sdmep",
-            {k: 0.01 for k in shapes},
-            shapes,
-            set(),
-            {"W1", "W2"},
-            dion_threshold=100,
-            rng=np.random.default_rng(3),
-        )
+        spec = OptimizerSpec("sdmep", 0.01, dion_threshold=100)
+        return make_optimizer(spec, shapes, set(), {"W1", "W2"}, rng=np.random.default_rng(3))
 
     grads = [{k: rng.normal(size=s) for k, s in shapes.items()} for _ in range(6)]
     p0 = {k: rng.normal(size=s) for k, s in shapes.items()}
@@ -319,7 +295,7 @@ def test_spectral_cap_wraps_plain_optimizers(name):
     and conv matrix views) and checkpoint their power-iteration vectors."""
     rng = np.random.default_rng(8)
     shapes = {"W1": (6, 3, 3, 3), "b1": (6,), "W2": (24, 10), "b2": (10,)}
-    opt = make_optimizer(name, {k: 0.01 for k in shapes}, shapes, set(), {"W2"}, spectral_cap=0.7)
+    opt = make_optimizer(OptimizerSpec(name, 0.01, spectral_cap=0.7), shapes, set(), {"W2"})
     params = {k: rng.normal(size=s) for k, s in shapes.items()}  # sigma ~ 5-7 at first
     for _ in range(30):  # slowly changing weights, as in training: the estimate tightens
         opt.step(params, {k: rng.normal(size=s) for k, s in shapes.items()})
@@ -328,6 +304,6 @@ def test_spectral_cap_wraps_plain_optimizers(name):
     assert np.linalg.norm(params["b2"]) > 0.7  # biases are not capped
     st = opt.state()
     assert "capv/W1" in st and "capv/W2" in st
-    again = make_optimizer(name, {k: 0.5 for k in shapes}, shapes, set(), {"W2"}, spectral_cap=0.7)
+    again = make_optimizer(OptimizerSpec(name, 0.5, spectral_cap=0.7), shapes, set(), {"W2"})
     again.load_state(st, opt.scalars())
     assert set(again.state()) == set(st)
