@@ -45,7 +45,7 @@ class UpdateStats:
 def device_params(prof: HardwareProfile) -> DeviceParams:
     """The profile's update/variability/faults/retention fields as :class:`DeviceParams`."""
     g = prof.get
-    model, n = g("update", "model"), max(g("update", "n_states"), 1)
+    model, n = g("update", "model"), g("update", "n_states") or 1  # None: continuous
     k_up, k_down = g("update", "step_scale_up"), g("update", "step_scale_down")
     gu, gd = g("update", "gamma_up"), g("update", "gamma_down")
     if model == "constant_step":
@@ -193,10 +193,10 @@ class Crossbars:
             lvl = reset + sd * rng.standard_normal(dev.G.shape)
             dev.G = np.where(need, np.clip(lvl, dev.g_lo, dev.g_hi), dev.G)
         n_p = np.where(
-            need, pulse_counts(np.maximum(diff, 0), plus.nominal_up, "stochastic", 0, rng), 0
+            need, pulse_counts(np.maximum(diff, 0), plus.nominal_up, "stochastic", None, rng), 0
         )
         n_m = np.where(
-            need, pulse_counts(np.maximum(-diff, 0), minus.nominal_up, "stochastic", 0, rng), 0
+            need, pulse_counts(np.maximum(-diff, 0), minus.nominal_up, "stochastic", None, rng), 0
         )
         energy = self._pulse_energy(plus, n_p, True) + self._pulse_energy(minus, n_m, True)
         plus.pulse(n_p, True, rng)

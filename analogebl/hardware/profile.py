@@ -50,7 +50,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
             "optimizer: the optimizer's dW (momentum, decay) becomes pulses; plain: "
             "dW = -lr * contrast only (hardware-realistic)",
         ),
-        "n_states": (_I, 0, "", "nominal pulses from g_min to g_max (0 = continuous)"),
+        "n_states": (_I, None, "", "nominal pulses from g_min to g_max (absent: continuous)"),
         "step_scale_up": (_F, 1.0, "", "up-step at u = 0 in units of the nominal step"),
         "step_scale_down": (_F, 1.0, "", "down-step at u = 1 in units of the nominal step"),
         "gamma_up": (_F, 0.0, "", "linear-step slope of the up-step (1 = soft bound)"),
@@ -70,7 +70,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
             "",
             "pulse-count rounding",
         ),
-        "max_pulses": (_I, 0, "", "cap on pulses per update (0 = none)"),
+        "max_pulses": (_I, None, "", "cap on pulses per update (absent: no cap)"),
         "unidirectional": (_B, False, "", "potentiation only, pair refreshed (PCM)"),
         "refresh_at": (_F, 0.9, "frac", "refresh a pair when a device passes this of its range"),
         "reset_g_rel": (_F, 0.0, "frac", "reset level (fraction of the range above g_min)"),
@@ -166,7 +166,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "e_adc_J": (_F, 0.0, "J", "energy per ADC conversion"),
         "e_dac_J": (_F, 0.0, "J", "energy per DAC conversion"),
     },
-    "rng": {"device_seed": (_I, 0, "", "device-instance seed (0 = from the study seed)")},
+    "rng": {"device_seed": (_I, None, "", "device-instance seed (absent: the study seed)")},
 }
 _PROFILE_KEYS = {
     "name": _S,
@@ -243,8 +243,6 @@ def _check_values(p: dict[str, dict[str, Any]], path) -> None:
                 key.endswith(("_std", "_prob", "_rel", "_lsb", "_fraction"))
                 or key
                 in (
-                    "n_states",
-                    "max_pulses",
                     "c2c_std",
                     "noise_abs_S",
                     "t_read_sec",
@@ -261,11 +259,20 @@ def _check_values(p: dict[str, dict[str, Any]], path) -> None:
         if p["faults"][key] > 1:
             bad(f"faults.{key}", "must be a fraction in [0, 1]")
     u = p["update"]
+    for k in ("n_states", "max_pulses"):  # absent (None) means continuous / no cap
+        if u[k] is not None and u[k] < 1:
+            bad(
+                f"update.{k}",
+                f"must be >= 1, got {u[k]} (leave the key out for "
+                + ("continuous steps)" if k == "n_states" else "no cap)"),
+            )
+    if p["rng"]["device_seed"] is not None and p["rng"]["device_seed"] < 0:
+        bad("rng.device_seed", f"must be >= 0, got {p['rng']['device_seed']}")
     if not 0 < u["refresh_at"] <= 1:
         bad("update.refresh_at", "must be in (0, 1]")
     if u["model"] != "ideal" and c["mapping"] == "ideal_signed":
         bad("update.model", 'a device model needs conductance.mapping = "differential"')
-    if u["model"] != "ideal" and u["n_states"] < 1:
+    if u["model"] != "ideal" and u["n_states"] is None:
         bad("update.n_states", "a device model needs n_states >= 1 (its step size)")
     if u["unidirectional"] and u["model"] == "ideal":
         bad("update.unidirectional", "needs a device model")

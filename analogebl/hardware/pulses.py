@@ -6,7 +6,7 @@
 * :func:`pulse_counts`: ``n* = |dG|/Delta_s`` with the nominal (blind) step, rounded
   stochastically (``n = floor(n*) + Bernoulli(frac(n*))``, unbiased: ``E[n] Delta_s = |dG|``,
   so the many tiny EP updates do not fall into a dead zone), to nearest, or truncated;
-  capped at ``max_pulses``.
+  capped at ``max_pulses`` (``None``: no cap).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def pulse_counts(
     dg_S: np.ndarray,
     step_S: float | np.ndarray,
     rounding: str,
-    max_pulses: int,
+    max_pulses: int | None,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Integer pulse counts ``n >= 0`` for ``|dG|`` with nominal step ``step_S``."""
@@ -41,6 +41,6 @@ def pulse_counts(
         n = np.floor(x)
     else:
         raise ValueError(f"rounding {rounding!r} makes no pulse counts")
-    if max_pulses:
+    if max_pulses is not None:
         n = np.minimum(n, max_pulses)
     return n.astype(np.int64)

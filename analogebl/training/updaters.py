@@ -6,8 +6,8 @@
   desired ``dW`` (the paper's recipe: momentum, weight decay) or, with
   ``update.rule = "plain"``, ``dW = -lr * g`` from the contrast alone; the crossbars realise
   it as pulses through the device response; the backend then reads the new effective weights
-  back (with read noise). Random streams: device instances from ``(rng.device_seed or the
-  run's seed, "hardware/devices")``, pulses from ``"hardware/update"``, reads from
+  back (with read noise). Random streams: device instances from ``(rng.device_seed, or the
+  run's seed without one, "hardware/devices")``, pulses from ``"hardware/update"``, reads from
   ``"hardware/read"``; their states are part of :meth:`Updater.state_dict`.
 
 Both keep one nested state: ``{"arrays": {group: {name: array}}, "scalars": {...},
@@ -86,7 +86,7 @@ class CrossbarUpdater:
     def __init__(self, profile: HardwareProfile, backend, optimizer, mean, std, seed: int):
         self.profile, self.b, self.optimizer = profile, backend, optimizer
         dev_seed = profile.get("rng", "device_seed")
-        dev_seed = seed if dev_seed is None or dev_seed == 0 else dev_seed
+        dev_seed = seed if dev_seed is None else dev_seed
         self.xbar = Crossbars(
             profile, backend.get_parameters(), derive_rng(dev_seed, "hardware/devices")
         )

@@ -113,10 +113,10 @@ def test_bounds_are_never_exceeded_and_seeds_reproduce(model):
 def test_stochastic_rounding_is_unbiased_and_deterministic_roundings_have_a_dead_zone():
     rng = np.random.default_rng(0)
     dg = np.full(200_000, 0.3e-9)
-    n = pulse_counts(dg, 1e-9, "stochastic", 0, rng)
+    n = pulse_counts(dg, 1e-9, "stochastic", None, rng)
     assert abs(n.mean() - 0.3) < 4 * np.sqrt(0.3 * 0.7 / len(n))
     assert set(np.unique(n)) == {0, 1}
-    assert pulse_counts(dg, 1e-9, "nearest", 0, rng).sum() == 0
+    assert pulse_counts(dg, 1e-9, "nearest", None, rng).sum() == 0
     assert pulse_counts(dg * 10, 1e-9, "truncate", 2, rng).max() == 2  # capped
 
 

@@ -22,6 +22,10 @@ def test_the_six_profiles_load_with_sources():
     assert not any(load_profile(n).is_ideal for n in SIX[1:])
     assert load_profile("ideal_16bit")["adc.bits"] == 16
     assert load_profile("ideal_16bit")["update.n_states"] == 65535
+    # not set is None, not a sentinel number
+    assert load_profile("ideal_16bit")["update.max_pulses"] is None
+    assert load_profile("ideal_fp32")["rng.device_seed"] is None
+    assert load_profile("ideal_fp32")["update.n_states"] is None
 
 
 def test_inheritance_merges_tables_and_overrides_fields():
@@ -69,6 +73,15 @@ BAD = {
     ),
     "model without states": (HEAD + DIFF + '[update]\nmodel = "linear_step"\n', "update.n_states"),
     "stuck prob > 1": (HEAD + "[faults]\nstuck_prob = 1.5\n", "faults.stuck_prob"),
+    "zero as no cap": (
+        HEAD + DIFF + '[update]\nmodel = "linear_step"\nn_states = 10\nmax_pulses = 0\n',
+        "update.max_pulses",
+    ),
+    "zero states": (
+        HEAD + DIFF + '[update]\nmodel = "linear_step"\nn_states = 0\n',
+        "update.n_states",
+    ),
+    "negative device seed": (HEAD + "[rng]\ndevice_seed = -3\n", "rng.device_seed"),
     "missing parent": (HEAD.replace('"x"\n', '"x"\nextends = "nope"\n'), "profile.extends"),
     "missing name": ('[profile]\ndescription = "d"\n', "profile.name"),
     "unknown profile key": (HEAD + 'author = "me"\n', "profile.author"),
