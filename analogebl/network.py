@@ -36,6 +36,11 @@ class Network:
         torch device (``"cpu"``, ``"cuda"``).
     seed : int
         Seeds the parameter initialisation (through the plan).
+    profile : HardwareProfile, optional
+        Compiled into the plan (its converters quantize the relaxation); the training run's
+        :class:`~analogebl.training.CrossbarUpdater` puts the parameters on its devices.
+    data_stats : (mean, std), optional
+        The data's normalisation: the input DAC spans the pixel range it maps to.
 
     Examples
     --------
@@ -52,9 +57,11 @@ class Network:
         dtype: str = "float32",
         device: str | None = None,
         seed: int = 0,
+        profile=None,
+        data_stats=None,
     ):
         self.circuit = circuit
-        self.plan = build_plan(circuit, seed)
+        self.plan = build_plan(circuit, seed, profile, data_stats)
         self.backend = make_backend(backend, self.plan, dtype, device)
         self._warm: list[Any] | None = None
 
@@ -72,8 +79,12 @@ class Network:
         device: str | None = None,
         seed: int = 0,
         depth: int | None = None,
+        profile=None,
+        data_stats=None,
     ) -> Network:
-        """Build a catalog circuit (``circuits/NAME.toml``) with optional overrides."""
+        """Build a catalog circuit (``circuits/NAME.toml``) with optional overrides, on the
+        hardware ``profile`` (``data_stats``: the data's normalisation ``(mean, std)``, which
+        the input DAC's range follows)."""
         circuit = load_circuit(
             name,
             in_channels=in_channels,
@@ -83,7 +94,7 @@ class Network:
             pool=pool,
             depth=depth,
         )
-        return cls(circuit, backend, dtype, device, seed)
+        return cls(circuit, backend, dtype, device, seed, profile, data_stats)
 
     def __repr__(self) -> str:
         b = self.backend

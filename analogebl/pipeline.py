@@ -84,11 +84,11 @@ def run_training(
     val = None
     if n_val:
         ds, *val = split_validation(ds, n_val, derive_rng(seed, "data/validation"))
-    # network, rule, optimizer, updater (the profile's crossbars), trainer
-    net, rule = build_network(spec, ds)
+    # hardware profile (loaded once), network, rule, optimizer, updater, trainer
     profile = None if spec.hardware.profile is None else load_profile(spec.hardware.profile)
+    net, rule = build_network(spec, ds, profile)  # the profile compiled into the plan
     opt = build_optimizer(spec, net)
-    updater = build_updater(profile, net, opt, ds, seed)
+    updater = build_updater(net, opt, seed)
     r = spec.relaxation
     trainer = Trainer(net, rule, updater, build_schedule(spec), r.free_iterations, r.schedule)
     # the run file: metadata, and where an earlier attempt stopped

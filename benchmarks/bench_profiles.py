@@ -63,9 +63,11 @@ def main(argv=None) -> int:
     rows = []
     for name in list_profiles():
         prof = load_profile(name)
-        net = Network.from_catalog(args.circuit, backend=args.backend, seed=0)
+        net = Network.from_catalog(
+            args.circuit, backend=args.backend, seed=0, profile=prof, data_stats=(mean, std)
+        )
         opt = SGD(layer_learning_rates(list(net.parameters()), 0.05), 0.9)
-        hw = None if prof.is_ideal else CrossbarUpdater(prof, net.backend, opt, mean, std, 0)
+        hw = None if prof.is_ideal else CrossbarUpdater(net.backend, opt, 0)
         up = hw or IdealUpdater(opt)
         rule = make_rule("c_ep", 0.25, 15)
         net.train_step(*data[0], rule, up, 60)  # warm-up (JIT, buffers)

@@ -52,6 +52,8 @@ class Backend(RelaxationMixin, GradientsMixin):
         self._noise_rng: np.random.Generator | None = None
         self._noise_now: dict[str, Array] | None = None  # current std * xi per parameter
         self._read: dict[str, Array] | None = None  # W + noise while a relaxation runs
+        if plan.quantizers is not None:  # the profile's converters, compiled into the plan
+            self.set_quantizers(plan.quantizers)
 
     # ------------------------------------------------------------------ primitives
     # Subclasses implement these; shapes include the batch axis N first.

@@ -314,6 +314,12 @@ class HardwareProfile:
         """True when nothing differs from the software simulator."""
         return all(v == SCHEMA[t][k][1] or (t, k) in _INERT for (t, k), v in self.values)
 
+    def state_quantizers(self, num_layers: int, mean, std):
+        """The DAC/ADC as per-layer state quantizers (:mod:`analogebl.hardware.quantize`)."""
+        from analogebl.hardware.quantize import state_quantizers
+
+        return state_quantizers(self, num_layers, mean, std)
+
     def describe(self) -> list[tuple[str, str, str, str]]:
         """Rows (dotted key, value, unit, meaning) of every field."""
         return [

@@ -1,6 +1,10 @@
-"""④ Plan: circuit + seed -> named arrays, shapes and the even/odd partition a backend runs.
+"""④ Plan: circuit + seed (+ hardware profile) -> named arrays, shapes, the even/odd partition
+and the converters a backend runs.
 
-Backends receive only a :class:`Plan`; they never import the circuit module.
+Backends receive only a :class:`Plan`; they never import the circuit or hardware modules. A
+hardware profile is compiled in here: its DAC/ADC become per-layer state quantizers
+(``Plan.quantizers``, which every backend installs on its relaxation), and the plan keeps the
+profile for the crossbars that will hold the parameters (``Plan.profile``).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +68,8 @@ class Plan:
     bias_names: tuple[str | None, ...]
     parameters: Mapping[str, np.ndarray]
     seed: int
+    profile: Any = None  # the HardwareProfile compiled in (None: software)
+    quantizers: tuple[Any, ...] | None = None  # per layer StateQuantizer | None
 
     @property
     def num_layers(self) -> int:
@@ -95,8 +102,13 @@ class Plan:
         return f"Plan({self.circuit_name!r}: {shapes}, seed={self.seed})"
 
 
-def build_plan(circuit: Circuit, seed: int = 0) -> Plan:
-    """Turn a circuit and a seed into a :class:`Plan` (parameters drawn from ``seed``)."""
+def build_plan(circuit: Circuit, seed: int = 0, profile=None, data_stats=None) -> Plan:
+    """Turn a circuit and a seed into a :class:`Plan` (parameters drawn from ``seed``).
+
+    ``profile``: a :class:`~analogebl.hardware.HardwareProfile` to compile in (its converters
+    as state quantizers; the input DAC spans the data's pixel range, so ``data_stats`` =
+    ``(mean, std)`` of the dataset's normalisation is needed when the DAC quantizes).
+    """
     params = circuit.init_parameters(derive_rng(seed, "circuit/parameters"))
     for a in params.values():
         a.setflags(write=False)
@@ -115,6 +127,11 @@ def build_plan(circuit: Circuit, seed: int = 0) -> Plan:
     bias_names = (None,) + tuple(circuit.bias_name(k) for k in range(1, len(circuit.layers)))
     acts = tuple(layer.activation.value for layer in circuit.layers)
     assert acts[0] == Activation.INPUT.value
+    quantizers = None
+    if profile is not None and not profile.is_ideal:
+        mean, std = data_stats if data_stats is not None else (0.0, 1.0)
+        qs = profile.state_quantizers(len(circuit.layers), mean, std)
+        quantizers = None if qs is None else tuple(qs)
     return Plan(
         circuit.name,
         tuple(layer.name for layer in circuit.layers),
@@ -124,4 +141,6 @@ def build_plan(circuit: Circuit, seed: int = 0) -> Plan:
         bias_names,
         MappingProxyType(params),
         seed,
+        profile,
+        quantizers,
     )

@@ -65,9 +65,10 @@ def build_rule(spec: RunSpec):
     return make_rule(r.name, r.beta, r.iterations)
 
 
-def build_network(spec: RunSpec, ds):
+def build_network(spec: RunSpec, ds, profile=None):
     """The trainable thing of a run and its rule: a crossbar :class:`Network` built from
-    ``spec.circuit``, or a :class:`~analogebl.models.ModelNetwork` from ``spec.model``."""
+    ``spec.circuit`` (with ``profile``, the loaded hardware profile, compiled into its
+    plan), or a :class:`~analogebl.models.ModelNetwork` from ``spec.model``."""
     rule = build_rule(spec)
     if spec.model is None:
         c = spec.circuit
@@ -83,6 +84,8 @@ def build_network(spec: RunSpec, ds):
             device=spec.device,
             seed=spec.seed,
             depth=c.depth,
+            profile=profile,
+            data_stats=(ds.mean, ds.std),
         )
         return net, rule
     from analogebl.models import ModelNetwork, ModelSpec
@@ -134,12 +137,13 @@ def build_optimizer(spec: RunSpec, net):
                           rng=derive_rng(spec.seed, "optimizer/dion"))  # fmt: skip
 
 
-def build_updater(profile, net, optimizer, ds, seed: int):
-    """:class:`IdealUpdater` without a profile or with an ideal one, else a
-    :class:`CrossbarUpdater` on ``profile``'s devices."""
+def build_updater(net, optimizer, seed: int):
+    """:class:`IdealUpdater` without a profile in the network's plan or with an ideal one,
+    else a :class:`CrossbarUpdater` on that profile's devices."""
+    profile = getattr(getattr(net, "plan", None), "profile", None)
     if profile is None or profile.is_ideal:
         return IdealUpdater(optimizer)
-    return CrossbarUpdater(profile, net.backend, optimizer, ds.mean, ds.std, seed)
+    return CrossbarUpdater(net.backend, optimizer, seed)
 
 
 def build_schedule(spec: RunSpec):

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from analogebl.hardware import Crossbars, HardwareProfile, state_quantizers
+from analogebl.hardware import Crossbars, HardwareProfile
 from analogebl.plan import derive_rng
 from analogebl.plan.effects import ReadNoise
 
@@ -76,14 +76,16 @@ class IdealUpdater:
 
 
 class CrossbarUpdater:
-    """Weights on crossbars of ``profile``'s devices; updates as pulses (module docstring).
-
-    Installs the profile's converters (DAC/ADC quantizers) and read noise on ``backend``.
-    """
+    """Weights on crossbars of the devices of the profile compiled into ``backend``'s plan;
+    updates as pulses (module docstring). Installs read noise on ``backend`` (the plan
+    already carries the profile's converters)."""
 
     ideal = False
 
-    def __init__(self, profile: HardwareProfile, backend, optimizer, mean, std, seed: int):
+    def __init__(self, backend, optimizer, seed: int):
+        profile: HardwareProfile | None = backend.plan.profile
+        if profile is None:
+            raise ValueError("CrossbarUpdater needs a backend whose plan has a hardware profile")
         self.profile, self.b, self.optimizer = profile, backend, optimizer
         dev_seed = profile.get("rng", "device_seed")
         dev_seed = seed if dev_seed is None else dev_seed
@@ -95,7 +97,6 @@ class CrossbarUpdater:
         self.plain = profile.get("update", "rule") == "plain"
         self.resample = profile.get("read", "resample")
         self.t_read = profile.get("energy", "t_read_sec")
-        backend.set_quantizers(state_quantizers(profile, backend.plan.num_layers, mean, std))
         self._load_weights()
         self.pulses, self.update_energy_J, self.relax_energy_J = 0, 0.0, 0.0
 

@@ -21,12 +21,16 @@ def test_flatten_and_unflatten_are_inverse_on_the_first_level():
 
 
 def _trainer(profile: str | None):
-    net = Network.from_catalog("tiny_dense", backend="numba", dtype="float64", seed=3)
+    prof = None if profile is None else load_profile(profile)
+    net = Network.from_catalog(
+        "tiny_dense", backend="numba", dtype="float64", seed=3, profile=prof,
+        data_stats=(0.0, 1.0),
+    )  # fmt: skip
     opt = SGD(layer_learning_rates(list(net.parameters()), [0.1, 0.05, 0.025]), momentum=0.9)
     if profile is None:
         up = IdealUpdater(opt)
     else:
-        up = CrossbarUpdater(load_profile(profile), net.backend, opt, 0.0, 1.0, seed=3)
+        up = CrossbarUpdater(net.backend, opt, seed=3)
     return Trainer(net, make_rule("c_ep", 0.25, 8), up, ConstantSchedule(), 20, "async")
 
 
@@ -54,3 +58,20 @@ def test_state_dict_restores_a_trainer_that_continues_bit_for_bit(profile):
     c = _trainer(profile)
     out_c = [c.step(x, y) for x, y in batches[3:]]
     assert out_c != out_a
+
+
+def test_the_profile_is_compiled_into_the_plan():
+    """The converters are part of the plan every backend runs: ADC codes on hidden layers."""
+    prof = load_profile("ideal_16bit")
+    plain = Network.from_catalog("tiny_dense", backend="reference", dtype="float64", seed=1)
+    hw = Network.from_catalog("tiny_dense", backend="reference", dtype="float64", seed=1,
+                              profile=prof, data_stats=(0.0, 1.0))  # fmt: skip
+    assert plain.plan.quantizers is None and plain.plan.profile is None
+    assert hw.plan.profile is prof and len(hw.plan.quantizers) == hw.plan.num_layers
+    x = np.random.default_rng(0).normal(size=(4, *hw.plan.layer_shapes[0]))
+    s_plain, s_hw = plain.relax(x, 30), hw.relax(x, 30)
+    hidden = hw.plan.layer_names[1]
+    step = hw.plan.quantizers[1].step
+    codes = s_hw[hidden] / step
+    np.testing.assert_allclose(codes, np.round(codes), atol=1e-6)
+    assert not np.array_equal(s_plain[hidden], s_hw[hidden])
