@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 
+@runtime_checkable
 class Trainable(Protocol):
     """What a :class:`Trainer` trains: a crossbar circuit or a recurrent model."""
 

@@ -75,3 +75,13 @@ def test_the_profile_is_compiled_into_the_plan():
     codes = s_hw[hidden] / step
     np.testing.assert_allclose(codes, np.round(codes), atol=1e-6)
     assert not np.array_equal(s_plain[hidden], s_hw[hidden])
+
+
+def test_circuits_and_recurrent_models_are_trainable():
+    from analogebl.models import ModelNetwork, ModelSpec
+    from analogebl.training import Trainable
+
+    net = Network.from_catalog("tiny_dense", backend="reference", dtype="float64")
+    model = ModelNetwork(ModelSpec("looped_mlp", 16, 8, 3), "float64", None, 0)
+    assert isinstance(net, Trainable) and isinstance(model, Trainable)
+    assert not isinstance(object(), Trainable)

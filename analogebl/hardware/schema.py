@@ -1,0 +1,177 @@
+"""The hardware-profile schema: table -> key -> (types, default, unit, meaning).
+
+Every field of a profile TOML (``hardware_profiles/*.toml``) is declared here once; an enum is
+a tuple of allowed strings; a default of ``None`` means "not set" (the effect is off).
+:mod:`analogebl.hardware.profile` validates files against it and ``profile show`` prints it.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["FLOAT", "INERT", "SCHEMA"]
+
+_F, _I, _B, _S, _L = (float, int), (int,), (bool,), (str,), (list,)
+FLOAT = _F  #: the type tuple of float fields (ints are accepted and converted)
+_INF = math.inf
+
+# table -> key -> (types, default, unit, meaning); enums are tuples of allowed strings
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "conductance": {
+        "mapping": (
+            ("ideal_signed", "differential"),
+            "ideal_signed",
+            "",
+            "w = (G+ - G-)/g_unit (differential) or no physical constraint",
+        ),
+        "g_min_S": (_F, -_INF, "S", "lowest programmable conductance of one device"),
+        "g_max_S": (_F, _INF, "S", "highest programmable conductance of one device"),
+    },
+    "update": {
+        "model": (
+            ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_saturating", "exp_step"),
+            "ideal",
+            "",
+            "per-pulse response (section 3.3)",
+        ),
+        "rule": (
+            ("optimizer", "plain"),
+            "optimizer",
+            "",
+            "optimizer: the optimizer's dW (momentum, decay) becomes pulses; plain: "
+            "dW = -lr * contrast only (hardware-realistic)",
+        ),
+        "n_states": (_I, None, "", "nominal pulses from g_min to g_max (absent: continuous)"),
+        "step_scale_up": (_F, 1.0, "", "up-step at u = 0 in units of the nominal step"),
+        "step_scale_down": (_F, 1.0, "", "down-step at u = 1 in units of the nominal step"),
+        "gamma_up": (_F, 0.0, "", "linear-step slope of the up-step (1 = soft bound)"),
+        "gamma_down": (_F, 0.0, "", "linear-step slope of the down-step"),
+        "a_norm_up": (_F, _INF, "", "NeuroSim A/P_max of the up response"),
+        "a_norm_down": (_F, _INF, "", "NeuroSim A/P_max of the down response"),
+        "asymmetry": (_F, 0.0, "", "a > 0 shrinks down steps by (1 - a), a < 0 up steps"),
+        "exp_a": (_F, -1.0, "", "exp_step shape a"),
+        "exp_b": (_F, 0.0, "", "exp_step shape b"),
+        "exp_gamma_up": (_F, 2.5, "", "exp_step gamma+"),
+        "exp_gamma_down": (_F, 2.5, "", "exp_step gamma-"),
+        "exp_A_up": (_F, 0.0, "", "exp_step A+"),
+        "exp_A_down": (_F, 0.0, "", "exp_step A-"),
+        "rounding": (
+            ("stochastic", "nearest", "truncate", "none"),
+            "none",
+            "",
+            "pulse-count rounding",
+        ),
+        "max_pulses": (_I, None, "", "cap on pulses per update (absent: no cap)"),
+        "unidirectional": (_B, False, "", "potentiation only, pair refreshed (PCM)"),
+        "refresh_at": (_F, 0.9, "frac", "refresh a pair when a device passes this of its range"),
+        "reset_g_rel": (_F, 0.0, "frac", "reset level (fraction of the range above g_min)"),
+        "reset_std_rel": (_F, 0.0, "frac", "spread of the reset level"),
+    },
+    "variability": {
+        "c2c_std": (_F, 0.0, "", "cycle-to-cycle std per pulse (multiplicative or in steps)"),
+        "c2c_mode": (("multiplicative", "additive"), "multiplicative", "", "c2c noise form"),
+        "write_noise_std": (_F, 0.0, "", "visible G noise per programming, in steps"),
+        "dtod_step_std": (_F, 0.0, "rel", "device-to-device spread of the step size"),
+        "dtod_step_lognormal": (_B, False, "", "log-normal step spread"),
+        "dtod_asymmetry_std": (_F, 0.0, "rel", "device-to-device up/down bias spread"),
+        "dtod_bounds_std": (_F, 0.0, "frac", "device-to-device spread of g_min/g_max"),
+        "dtod_gamma_std": (_F, 0.0, "rel", "device-to-device spread of the nonlinearity"),
+    },
+    "faults": {
+        "stuck_prob": (_F, 0.0, "frac", "fraction of stuck devices"),
+        "stuck_mode": (("random", "g_min", "g_max", "mixed"), "random", "", "stuck level"),
+        "stuck_on_fraction": (_F, 0.5, "frac", "mixed mode: fraction stuck at g_max"),
+    },
+    "read": {
+        "noise_rel": (_F, 0.0, "rel", "read noise std relative to G"),
+        "noise_abs_S": (_F, 0.0, "S", "additive read noise std"),
+        "model": (("gaussian", "pcm_1f"), "gaussian", "", "read-noise model (both Gaussian here)"),
+        "resample": (
+            ("per_step", "per_phase", "per_update"),
+            "per_phase",
+            "",
+            "when read noise is redrawn",
+        ),
+    },
+    "retention": {
+        "drift_model": (
+            ("none", "power_law", "pcm_nandakumar2019"),
+            "none",
+            "",
+            "G(t) = G(t0) (t/t0)^-nu",
+        ),
+        "drift_nu": (_F, 0.0, "", "drift exponent (power_law)"),
+        "drift_nu_std": (_F, 0.0, "", "device spread of nu"),
+        "drift_t0_sec": (_F, 20.0, "s", "drift reference time"),
+        "epoch_interval_sec": (_F, 0.0, "s", "simulated time between epochs (drift clock)"),
+        "decay_lifetime_sec": (_F, 0.0, "s", "exponential leak (not simulated)"),
+        "prog_noise_poly_S": (_L, [], "S", "programming-noise polynomial (not simulated)"),
+    },
+    "array": {
+        k: (t, d, u, "array parasitics (recorded; not simulated)")
+        for k, t, d, u in (
+            ("tile_rows", _I, 0, ""),
+            ("tile_cols", _I, 0, ""),
+            ("r_wire_ohm", _F, 0.0, "ohm"),
+            ("r_row_terminal_ohm", _F, 0.0, "ohm"),
+            ("r_col_terminal_ohm", _F, 0.0, "ohm"),
+            ("access", _S, "1T1R", ""),
+            ("r_access_ohm", _F, 0.0, "ohm"),
+            ("i_col_max_A", _F, 0.0, "A"),
+        )
+    },
+    "dac": {
+        "bits": (_I, 0, "", "input DAC resolution (0 = exact)"),
+        "v_min_V": (_F, -1.0, "V", "DAC range"),
+        "v_max_V": (_F, 1.0, "V", "DAC range"),
+        "stochastic_rounding": (_B, False, "", "(not simulated)"),
+        "noise_V": (_F, 0.0, "V", "(not simulated)"),
+    },
+    "adc": {
+        "bits": (_I, 0, "", "node-voltage ADC resolution (0 = exact)"),
+        "v_min_V": (_F, -1.0, "V", "ADC range"),
+        "v_max_V": (_F, 1.0, "V", "ADC range"),
+        "noise_lsb": (_F, 0.0, "LSB", "(not simulated)"),
+        "stochastic_rounding": (_B, False, "", "(not simulated)"),
+    },
+    "nudge": {
+        "bits": (_I, 0, "", "(not simulated)"),
+        "i_max_A": (_F, _INF, "A", "(not simulated)"),
+    },
+    "neuron": {
+        "kind": (("clip", "diode"), "clip", "", "node nonlinearity (clip = diode clamps)"),
+        "v_low_V": (_F, 0.0, "V", "lower clamp voltage"),
+        "v_high_V": (_F, 1.0, "V", "upper clamp voltage"),
+        "diode_vth_V": (_F, 0.0, "V", "(not simulated)"),
+        "diode_r_on_ohm": (_F, 0.0, "ohm", "(not simulated)"),
+        "diode_r_off_ohm": (_F, _INF, "ohm", "(not simulated)"),
+        "amplifier_gain": (_F, 1.0, "", "(not simulated)"),
+    },
+    "energy": {
+        "v_read_V": (_F, 0.1, "V", "node voltage of state 1"),
+        "t_read_sec": (_F, 0.0, "s", "settling time of one relaxation iteration"),
+        "v_write_up_V": (_F, 0.0, "V", "potentiation pulse amplitude"),
+        "v_write_down_V": (_F, 0.0, "V", "depression pulse amplitude"),
+        "t_write_up_sec": (_F, 0.0, "s", "potentiation pulse width"),
+        "t_write_down_sec": (_F, 0.0, "s", "depression pulse width"),
+        "e_adc_J": (_F, 0.0, "J", "energy per ADC conversion"),
+        "e_dac_J": (_F, 0.0, "J", "energy per DAC conversion"),
+    },
+    "rng": {"device_seed": (_I, None, "", "device-instance seed (absent: the study seed)")},
+}
+
+# fields that describe the circuit but change no simulated number
+INERT = (
+    {("energy", k) for k in SCHEMA["energy"]}
+    | {("array", k) for k in SCHEMA["array"]}
+    | {
+        ("rng", "device_seed"),
+        ("read", "model"),
+        ("read", "resample"),
+        ("neuron", "v_low_V"),
+        ("neuron", "v_high_V"),
+        ("neuron", "kind"),
+        ("retention", "drift_t0_sec"),
+        ("update", "rule"),
+    }
+)
