@@ -37,6 +37,7 @@ class ConfigError(AnalogeblError, ValueError):
     """
 
     def __init__(self, message: str, path: str | Path | None = None, key: str | None = None):
+        self.message = message  # without the file / key prefix (to re-raise with a path)
         self.path = None if path is None else str(path)
         self.key = key
         where = []

@@ -329,7 +329,7 @@ class RunSpec:
                 variant=v.get("variant"),
             )
         except ConfigError as exc:
-            raise ConfigError(str(exc).split(": ", 1)[-1] if exc.key else str(exc),
+            raise ConfigError(exc.message,
                               path=path, key=exc.key) from None  # fmt: skip
         except TypeError as exc:  # a missing required field
             raise ConfigError(f"incomplete run configuration: {exc}", path=path) from None

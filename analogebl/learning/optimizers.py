@@ -245,10 +245,6 @@ def make_optimizer(
     momentum, weight_decay, spectral_cap = spec.momentum, spec.weight_decay, spec.spectral_cap
     ns_steps, nesterov, rank_frac = spec.ns_steps, spec.nesterov, spec.rank_frac
     dion_threshold, damping, kfac_decay = spec.dion_threshold, spec.damping, spec.kfac_decay
-    if name not in OPTIMIZERS:
-        raise ConfigError(
-            f"unknown optimizer '{name}'; known: {', '.join(OPTIMIZERS)}", key="optimizer.name"
-        )
     weights = {k for k, s in shapes.items() if len(s) in (2, 4)}
     if name in ("sgd", "adam", "adamw"):
         opt = (
@@ -262,8 +258,7 @@ def make_optimizer(
     for k in ortho:
         big = int(np.prod(shapes[k])) > dion_threshold
         routes[k] = "dion" if name == "sdmep" and big else "ns"
-    adam_lrs = adam_lrs or {}
-    rates = {k: (lrs[k] if routes[k] != "adamw" else adam_lrs.get(k, 1e-3)) for k in shapes}
+    rates = {k: (lrs[k] if routes[k] != "adamw" else adam_lrs[k]) for k in shapes}
     if spectral_cap is None:
         spectral_cap = 0.0 if name == "muon" else 0.95
     return OrthogonalOptimizer(

@@ -170,7 +170,7 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
         except ConfigError as exc:
             if exc.path is not None:
                 raise
-            raise ConfigError(str(exc).split(": ", 1)[-1] if exc.key else str(exc),
+            raise ConfigError(exc.message,
                               path=study.path, key=exc.key) from None  # fmt: skip
     return [(r, out / f"{r.run_id}.h5") for r in runs]
 

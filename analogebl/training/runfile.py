@@ -13,6 +13,7 @@ import numpy as np
 
 from analogebl.errors import ConfigError
 from analogebl.recording import Checkpoint, RunRecord, git_sha, read_run, write_run
+from analogebl.training.support import flatten
 
 __all__ = ["RESUME_FREE_KEYS", "RunFile", "config_diff", "run_meta"]
 
@@ -23,17 +24,8 @@ RESUME_FREE_KEYS = ("checkpoint_minutes", "description", "default_tier", "thread
 
 def config_diff(old_toml: str, new_toml: str) -> list[str]:
     """Dotted keys whose values differ between two run configurations (TOML texts)."""
-
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out.update(flat(v, prefix + k + "."))
-            else:
-                out[prefix + k] = v
-        return out
-
-    a, b = flat(tomllib.loads(old_toml)), flat(tomllib.loads(new_toml))
+    a = flatten(tomllib.loads(old_toml), ".")
+    b = flatten(tomllib.loads(new_toml), ".")
     return sorted(k for k in set(a) | set(b) if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k))
 
 

@@ -10,12 +10,13 @@ from analogebl.training.results import EpochResult
 __all__ = ["epoch_results", "flatten", "fmt_seconds", "peak_memory", "unflatten"]
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": x}}`` -> ``{"a/b": x}`` (the checkpoint's array names)."""
+def flatten(tree: dict[str, Any], sep: str = "/", prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": x}}`` -> ``{"a/b": x}`` (the checkpoint's array names; ``sep="."``:
+    a TOML document's dotted keys)."""
     out: dict[str, Any] = {}
     for k, v in tree.items():
         if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}/"))
+            out.update(flatten(v, sep, f"{prefix}{k}{sep}"))
         else:
             out[prefix + k] = v
     return out

@@ -93,6 +93,10 @@ class FitOptions:
     progress: bool = False
 
 
+# checkpoint array groups the trainer writes itself (the rest belong to the updater)
+_OWN_GROUPS = ("params", "opt", "warm", "model")
+
+
 class Trainer:
     """Network + rule + :class:`~analogebl.training.updaters.Updater` + relaxation settings.
 
@@ -170,9 +174,9 @@ class Trainer:
     def restore(self, ck: Checkpoint) -> None:
         """Load a run-file checkpoint written by :meth:`checkpoint`."""
         groups = unflatten(ck.arrays)
-        state = {k: groups.get(k, {}) for k in ("params", "opt", "warm", "model")}
+        state = {k: groups.pop(k, {}) for k in _OWN_GROUPS}
         state["updater"] = {
-            "arrays": {k: v for k, v in groups.items() if k.startswith("hw")},
+            "arrays": groups,  # every other group is the updater's (hw, hwnoise)
             "scalars": dict(ck.scalars),
             "rng": ck.rng,
         }
