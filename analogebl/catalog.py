@@ -14,18 +14,32 @@ Users add their own circuits and studies by dropping TOML files into ``./circuit
 folder on ``$ANALOGEBL_PATH``; an entry found earlier overrides one of the same name found
 later, so user catalogs override the project's. A file path (ending in ``.toml``) is
 accepted as well.
+
+A broken user file never hides the rest of a catalog: :func:`load_entries` loads every
+entry and keeps the error of one that cannot be loaded in its place.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from analogebl.errors import ConfigError
+from analogebl.errors import AnalogeblError, ConfigError
 
-__all__ = ["catalog_dirs", "find_entry", "list_entries", "read_toml"]
+__all__ = ["catalog_dirs", "find_entry", "list_entries", "load_entries", "read_toml"]
+
+T = TypeVar("T")
+
+# what one entry of each catalog is called in messages
+_ENTRY = {"circuits": "circuit", "studies": "study", "hardware_profiles": "hardware profile"}
+
+
+def _entry(kind: str) -> str:
+    return _ENTRY.get(kind, kind.removesuffix("s").replace("_", " "))
+
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # the source checkout, if running from one (in an installed wheel this is site-packages)
@@ -58,26 +72,58 @@ def list_entries(kind: str) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
+def load_entries(kind: str, load: Callable[[str], T]) -> dict[str, T | AnalogeblError]:
+    """Every entry of a catalog loaded by ``load(name)``, name -> result.
+
+    An entry that cannot be loaded (``load`` raises :class:`~analogebl.errors.AnalogeblError`:
+    invalid TOML, an unknown key, a bad value, an unreadable file) maps to that error, whose
+    message names the file and the key, so one broken file does not hide the others.
+    """
+    out: dict[str, T | AnalogeblError] = {}
+    for name in list_entries(kind):
+        try:
+            out[name] = load(name)
+        except AnalogeblError as exc:
+            out[name] = exc
+    return out
+
+
 def find_entry(kind: str, name: str) -> Path:
     """The TOML file of catalog entry ``name`` (or ``name`` itself if it is a .toml path)."""
+    what = _entry(kind)
     if name.endswith(".toml"):
         p = Path(name)
+        if not p.exists():
+            raise ConfigError(f"no such {what} file", path=p)
         if not p.is_file():
-            raise ConfigError(f"no such {kind[:-1]} file", path=p)
+            raise ConfigError(f"not a {what} file (a folder or a special file)", path=p)
         return p
     entries = list_entries(kind)
     if name not in entries:
         known = ", ".join(entries) or "(none)"
-        raise ConfigError(f"unknown {kind[:-1]} '{name}'; known: {known}")
+        raise ConfigError(f"unknown {what} '{name}'; known: {known}")
     return entries[name]
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file, turning syntax errors into :class:`ConfigError` naming the file."""
+    """Parse a TOML file, turning any reason it cannot be read (syntax, encoding, nesting,
+    a folder or special file, permissions) into :class:`ConfigError` naming the file."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        # a folder, a FIFO or a device named *.toml: reading could block or never end
+        raise ConfigError("cannot read: not a regular file", path=path)
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"invalid TOML: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})",
+            path=path,
+        ) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError("invalid TOML: arrays or tables nested too deeply", path=path) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", path=path) from None
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=path) from None
