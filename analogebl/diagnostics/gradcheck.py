@@ -9,15 +9,73 @@ their number of iterations instead (RBP tends to the exact gradient as it grows)
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
 
 import numpy as np
 
+from analogebl.errors import ConfigError
 from analogebl.learning.estimators import estimate, rule_states
 from analogebl.learning.rules import EquilibriumPropagation, make_rule
 from analogebl.network import Network
 
-__all__ = ["check_gradients", "compare"]
+__all__ = ["check_gradients", "check_model_gradients", "compare"]
+
+# states a check holds at once at the least: the free state, the target and two nudged ones
+_STATES_HELD = 4
+
+
+def _count(key: str, v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+        raise ConfigError(f"must be an integer >= 1, got {v!r}", key=key)
+
+
+def _check_args(
+    batch_size: int,
+    seed: int,
+    betas: list[float] | None,
+    iterations: int,
+    steps: list[int] | None = None,
+    steps_key: str = "backprop_iterations",
+) -> None:
+    """Refuse a check the theory cannot run: counts < 1, a negative seed, a beta that is
+    not a finite number > 0, a beta sweep with repeated values (the slope fit needs
+    distinct ones)."""
+    _count("batch_size", batch_size)
+    _count("iterations", iterations)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"must be an integer >= 0, got {seed!r}", key="seed")
+    if betas is not None:
+        if len(betas) == 0:
+            raise ConfigError("needs at least one value", key="betas")
+        for b in betas:
+            if isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b):
+                raise ConfigError(f"each beta must be a finite number > 0, got {b!r}", key="betas")
+            if b <= 0:
+                raise ConfigError(f"each beta must be a finite number > 0, got {b!r}", key="betas")
+        if len(set(betas)) != len(betas):
+            raise ConfigError(f"repeated values in {list(betas)!r}", key="betas")
+    if steps is not None:
+        if len(steps) == 0:
+            raise ConfigError("needs at least one value", key=steps_key)
+        for n in steps:
+            _count(steps_key, n)
+
+
+def _check_memory(what: str, state_values: int, itemsize: int) -> None:
+    """Refuse (before allocating) a batch whose states alone exceed the machine's memory."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare
+        return
+    need = _STATES_HELD * state_values * itemsize
+    if need > total:
+        raise ConfigError(
+            f"{what} needs at least {need / 2**30:.1f} GiB for its states, more than this "
+            f"machine's {total / 2**30:.1f} GiB; use a smaller batch",
+            key="batch_size",
+        )
 
 
 def compare(g: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> tuple[float, float]:
@@ -58,8 +116,18 @@ def check_gradients(
     until the residual is below ``tol`` (or ``iterations``); contrastive phases run
     ``iterations`` iterations (converged, so the comparison isolates the beta bias).
     Returns the JSON-ready dict ``{"circuit", "free_residual", "rules": {...}}``.
+
+    Raises
+    ------
+    ConfigError
+        ``batch_size``, ``iterations`` or a ``backprop_iterations`` entry < 1, a negative
+        ``seed``, a beta that is not a finite number > 0 or a repeated one, or a batch
+        whose states alone would not fit in the machine's memory.
     """
+    _check_args(batch_size, seed, betas, iterations, backprop_iterations)
     b = net.backend
+    values = sum(math.prod(shape) for shape in net.plan.layer_shapes)
+    _check_memory(f"a batch of {batch_size}", batch_size * values, np.dtype(b.dtype).itemsize)
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch_size, *net.plan.layer_shapes[0]))
     y = rng.integers(0, net.plan.layer_shapes[-1][0], size=batch_size)
@@ -135,8 +203,20 @@ def check_model_gradients(
     ``d_ep`` is checked on the model with directed (non-symmetric) couplings, where it is
     meant to run; a rule whose theory does not cover the model gets ``{"error": why}``.
     ``bptt`` is swept over its unrolled steps.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`check_gradients` (``hidden``, ``inputs``, ``classes``, ``points`` must be
+        >= 1 too).
     """
     import torch
+
+    _check_args(batch_size, seed, betas, iterations)
+    for key, v in (("hidden", hidden), ("inputs", inputs), ("classes", classes)):
+        _count(key, v)
+    _count("points", points)
+    _check_memory(f"a batch of {batch_size}", batch_size * (inputs + hidden + classes), 8)
 
     from analogebl.errors import ConfigError
     from analogebl.models import ModelSpec, RecurrentModel
