@@ -16,21 +16,47 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["TMP_SUFFIX", "atomic_path", "atomic_write_bytes", "atomic_write_text", "is_temp_file"]
+__all__ = [
+    "TMP_SUFFIX",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "is_temp_file",
+    "temp_target",
+]
 
 TMP_SUFFIX = ".tmp"
+_TOKEN_HEX = 8  # hex digits of the random part of a temp name
+
+
+def temp_target(path: str | Path) -> str | None:
+    """The name of the file a temp file of :func:`atomic_path` was to replace
+    (``.run.h5.1a2b3c4d.tmp`` -> ``run.h5``); ``None`` if ``path`` is not such a temp file.
+
+    A temp file may belong to a write in progress in another process: remove one only while
+    holding a lock that keeps every other writer of its target away (the study runner's
+    output-folder lock)."""
+    name = Path(path).name
+    if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+        return None
+    stem = name[1 : -len(TMP_SUFFIX)]
+    target, dot, token = stem.rpartition(".")
+    hexdigits = set("0123456789abcdef")
+    if not (dot and target and len(token) == _TOKEN_HEX and set(token) <= hexdigits):
+        return None
+    return target
 
 
 def is_temp_file(path: str | Path) -> bool:
-    """Whether ``path`` is a temp file of :func:`atomic_path` (left behind by a crash)."""
-    name = Path(path).name
-    return name.startswith(".") and name.endswith(TMP_SUFFIX)
+    """Whether ``path`` is a temp file of :func:`atomic_path` (left behind by a crash, or
+    being written by a live process: see :func:`temp_target`)."""
+    return temp_target(path) is not None
 
 
 def _new_temp(path: Path) -> Path:
     """Create an empty, uniquely named temp file next to ``path`` (mode 0666 & ~umask)."""
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(_TOKEN_HEX // 2)}{TMP_SUFFIX}")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:

@@ -15,7 +15,9 @@ override sweep axes too (``[tiers.smoke.sweep] seed = [0]``).
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from analogebl.spec import RunSpec
 from analogebl.study.schema import DEFAULTS, REQUIRED, SCHEMA
 from analogebl.tomlio import dumps, nest
 
-__all__ = ["StudyConfig", "load_study", "parse_set", "SCHEMA", "TIERS"]
+__all__ = ["StudyConfig", "load_study", "parse_set", "run_id_slug", "SCHEMA", "TIERS"]
 
 # short names of sweep axes in run identifiers
 _AXIS_LABEL = {
@@ -43,6 +45,48 @@ _AXIS_LABEL = {
 
 TIERS = ("full", "cpu", "smoke")
 
+# characters a run identifier keeps as they are (it names the file OUT/RUN_ID.h5): no path
+# separator, no control or non-ASCII character, nothing a common file system refuses
+_SAFE = re.compile(r"[A-Za-z0-9._+=,()\[\] -]+")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._+=,()\[\]-]+")  # spaces too, when cleaning
+# longest run identifier in bytes: OUT/RUN_ID.h5 and its temp file .RUN_ID.h5.XXXXXXXX.tmp
+# stay well below the 255 bytes file systems allow for a name
+MAX_RUN_ID_BYTES = 200
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _slug_part(text: str) -> str:
+    """One part of a run identifier: ``text`` itself when it is a safe file name part,
+    else its safe characters followed by a short hash of ``text`` (distinct values stay
+    distinct). Unsafe: empty, a path separator, a control or non-ASCII character, a leading
+    ``.`` or ``-``, leading/trailing spaces."""
+    if _SAFE.fullmatch(text) and text[0] not in ".- " and text[-1] != " ":
+        return text
+    clean = _UNSAFE_RUN.sub("-", text).strip(".-")
+    return f"{clean}-{_digest(text)}" if clean else _digest(text)
+
+
+def run_id_slug(parts: list[str]) -> str:
+    """The run identifier (and file name stem) of a sweep combination from its parts
+    (``["c_ep", "seed1"]`` -> ``c_ep_seed1``; none -> ``run``).
+
+    Ordinary parts are kept as they are; an unsafe one (a ``/``, ``..``, an absolute path,
+    control or non-ASCII characters, empty) keeps its safe characters and gains a short hash
+    of its value, and an identifier longer than ``MAX_RUN_ID_BYTES`` is cut and ends with a
+    hash of the whole, so every identifier is one plain file name and distinct combinations
+    keep distinct identifiers.
+    """
+    if not parts:
+        return "run"
+    rid = "_".join(_slug_part(p) for p in parts)
+    if len(rid) > MAX_RUN_ID_BYTES:  # ASCII only by now: characters are bytes
+        whole = _digest("\x00".join(parts))
+        rid = rid[: MAX_RUN_ID_BYTES - len(whole) - 1].rstrip("._-") + "-" + whole
+    return rid
+
 
 def _flatten(doc: dict, path, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -53,6 +97,19 @@ def _flatten(doc: dict, path, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+def _check_text(text: str, path, key: str, what: str = "a value") -> None:
+    """``text`` can be recorded: no NUL (no file name or HDF5 text holds one) and valid
+    Unicode (bytes of a command line that were not UTF-8 arrive as lone surrogates)."""
+    if "\x00" in text:
+        raise ConfigError(f"a NUL character is not allowed in {what}, got {text!r}",
+                          path=path, key=key)  # fmt: skip
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what} must be valid UTF-8 text, got {text!r}",
+                          path=path, key=key) from None  # fmt: skip
 
 
 def _check(key: str, value: Any, path) -> Any:
@@ -67,6 +124,8 @@ def _check(key: str, value: Any, path) -> Any:
         raise ConfigError(
             f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}", path=path, key=key
         )
+    if isinstance(value, str):  # every value is recorded as text in the run file
+        _check_text(value, path, key)
     if (
         isinstance(value, int | float)
         and not isinstance(value, bool)
@@ -127,7 +186,8 @@ class StudyConfig:
     def runs(self) -> list[StudyConfig]:
         """One resolved single-run config per combination of the sweep axes, with
         ``per_rule`` overrides applied; ``run_id`` names the combination
-        (``c_ep_seed1``; ``run`` when nothing is swept)."""
+        (``c_ep_seed1``; ``run`` when nothing is swept) and is always a plain file name
+        (:func:`run_id_slug`)."""
         keys = [k for k, _ in self.sweep]
         out = []
         for combo in itertools.product(*(v for _, v in self.sweep)):
@@ -150,7 +210,7 @@ class StudyConfig:
             for k, v in zip(keys, combo, strict=True):
                 label = _AXIS_LABEL.get(k, k.replace(".", "-") + "-")
                 parts.append(f"{label}{v:g}" if isinstance(v, float) else f"{label}{v}")
-            rid = "_".join(parts) if parts else "run"
+            rid = run_id_slug(parts)
             out.append(
                 StudyConfig(
                     self.name, self.tier, tuple(sorted(values.items())), self.path, (), (), rid
@@ -194,6 +254,7 @@ def _split_sweep(doc: dict, path, where: str) -> tuple[dict, dict]:
         sweep[k] = tuple(_check(k, v, path) for v in vals)
     variants = {}
     for name, table in doc.pop("variants", {}).items():
+        _check_text(name, path, f"{where}variants", "a variant name")  # recorded in /meta
         if not isinstance(table, dict):
             raise ConfigError(
                 "expected a table of overrides", path=path, key=f"{where}variants.{name}"
