@@ -50,9 +50,8 @@ def _check_args(
         if len(betas) == 0:
             raise ConfigError("needs at least one value", key="betas")
         for b in betas:
-            if isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b):
-                raise ConfigError(f"each beta must be a finite number > 0, got {b!r}", key="betas")
-            if b <= 0:
+            number = isinstance(b, int | float) and not isinstance(b, bool)
+            if not number or not math.isfinite(b) or b <= 0:
                 raise ConfigError(f"each beta must be a finite number > 0, got {b!r}", key="betas")
         if len(set(betas)) != len(betas):
             raise ConfigError(f"repeated values in {list(betas)!r}", key="betas")
