@@ -23,6 +23,14 @@ atomic writer is :mod:`analogebl.recording.atomic`.
 :func:`read_run` is the one reader of run files: everything for a resume, or with
 ``checkpoint=False`` only ``/meta`` and ``/metrics`` (the cheap read for reports over many
 files). An HDF5 file without ``/meta`` raises :class:`NotARunFile`.
+
+A run file is read only if it is self-contained: before anything else is read,
+:func:`read_run` walks every link of the file and refuses external links, soft links,
+datasets with external raw storage and virtual datasets (each could make a read open another
+file on the machine); it also refuses a ``schema_version`` newer than :data:`SCHEMA_VERSION`
+(a file without one is an older file of version 1) and checkpoint attributes of the wrong
+kind. Whether the checkpoint fits the run being resumed is checked by
+:mod:`analogebl.training.checkpoints`.
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ __all__ = [
     "write_run",
 ]
 
+#: The run-file format this version writes and reads (``/meta`` attribute ``schema_version``;
+#: files written before the attribute existed are version 1).
 SCHEMA_VERSION = 1
 
 
@@ -191,14 +201,117 @@ def write_run(path: str | Path, record: RunRecord) -> None:
                 g.create_dataset(k, data=np.asarray(v))
 
 
-def _read_arrays(group: h5py.Group, prefix: str = "") -> dict[str, np.ndarray]:
+def _read_arrays(
+    group: h5py.Group, path: Path, prefix: str = "", seen: set | None = None
+) -> dict[str, np.ndarray]:
+    """Every dataset under ``group`` by its slash-separated name; an object reached twice
+    (a hard-link loop or alias, which a run file never holds) is refused."""
+    seen = set() if seen is None else seen
     out: dict[str, np.ndarray] = {}
     for k, v in group.items():
+        name = f"{prefix}{k}"
+        if v.id in seen:
+            raise ConfigError(
+                "links to an entry already read (a loop or an alias)",
+                path=path,
+                key=f"checkpoint/{name}",
+            )
+        seen.add(v.id)
         if isinstance(v, h5py.Group):
-            out.update(_read_arrays(v, f"{prefix}{k}/"))
+            out.update(_read_arrays(v, path, f"{name}/", seen))
+        elif isinstance(v, h5py.Dataset) and v.dtype.kind in "biuf":
+            out[name] = v[()]
         else:
-            out[f"{prefix}{k}"] = v[()]
+            raise ConfigError(
+                "is not a numeric array (a checkpoint holds only numbers)",
+                path=path,
+                key=f"checkpoint/{name}",
+            )
     return out
+
+
+def _refuse_outside_links(f: h5py.File, path: Path) -> None:
+    """Refuse any way a read of ``f`` could open another file: external links, soft links
+    (a run file never holds one), external raw storage and virtual datasets. Only link
+    targets are inspected (:meth:`h5py.Group.get` with ``getlink=True``); nothing is followed
+    or read."""
+
+    def refuse(name: str, what: str) -> None:
+        raise ConfigError(
+            f"holds {what}; a run file must be self-contained (it is not read)",
+            path=path,
+            key=name,
+        )
+
+    def links(gname: str, g: h5py.Group) -> None:
+        for name in g:
+            link = g.get(name, getlink=True)
+            full = f"{gname}/{name}" if gname else name
+            if isinstance(link, h5py.ExternalLink):
+                refuse(full, f"an external link (to {link.filename}:{link.path})")
+            if isinstance(link, h5py.SoftLink):
+                refuse(full, f"a soft link (to {link.path})")
+
+    def visit(name: str, obj) -> None:
+        if isinstance(obj, h5py.Group):
+            links(name, obj)
+        elif isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                refuse(name, "a virtual dataset (its data lives in other files)")
+            if obj.external:
+                refuse(name, "a dataset with external raw storage (its data lives in other files)")
+
+    links("", f)
+    f.visititems(visit)  # hard links only: soft and external links were refused above
+
+
+def _int_attr(attrs, name: str, path: Path) -> int:
+    """The integer attribute ``name`` (an integer scalar, not a bool or a float)."""
+    v = attrs.get(name)
+    if v is None:
+        raise ConfigError("is missing", path=path, key=f"checkpoint/{name}")
+    if isinstance(v, np.ndarray) and v.shape == ():
+        v = v[()]
+    if isinstance(v, bool | np.bool_) or not isinstance(v, int | np.integer):
+        raise ConfigError(f"must be an integer, got {v!r}", path=path, key=f"checkpoint/{name}")
+    return int(v)
+
+
+def _json_attr(attrs, name: str, path: Path, check) -> dict:
+    """The JSON object in the text attribute ``name``, each value passing ``check``."""
+    key = f"checkpoint/{name}"
+    raw = _plain(attrs.get(name, "{}"))
+    try:
+        v = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError as exc:
+        raise ConfigError(f"is not valid JSON ({exc})", path=path, key=key) from None
+    if not isinstance(v, dict):
+        raise ConfigError("must be a JSON object", path=path, key=key)
+    for k, x in v.items():
+        if not check(x):
+            raise ConfigError(f"has a bad value for '{k}': {x!r}", path=path, key=key)
+    return v
+
+
+def _number(x) -> bool:
+    """A JSON number (NaN allowed: a metric undefined for the network sums to NaN)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and not math.isinf(x)
+
+
+def _schema_version(meta: dict, path: Path) -> int:
+    v = meta.get("schema_version", 1)  # files older than the attribute are version 1
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ConfigError(
+            f"must be a positive integer, got {v!r}", path=path, key="meta/schema_version"
+        )
+    if v > SCHEMA_VERSION:
+        raise ConfigError(
+            f"is {v}: the file was written by a newer analogebl (this one reads up to "
+            f"{SCHEMA_VERSION}); upgrade analogebl to read it",
+            path=path,
+            key="meta/schema_version",
+        )
+    return v
 
 
 def _plain(v: Any) -> Any:
@@ -240,16 +353,20 @@ def read_run(path: str | Path, *, checkpoint: bool = True) -> RunRecord:
     NotARunFile
         An HDF5 file without a ``/meta`` group (a :class:`ConfigError`).
     ConfigError
-        The file cannot be read (not HDF5, truncated, corrupted), or it has ``/meta`` but
-        no ``/metrics`` group or a metric that is not a 1-D dataset; the error names it.
+        The file cannot be read (not HDF5, truncated, corrupted); it links to or stores data
+        in other files; its ``schema_version`` is newer than this version reads; it has
+        ``/meta`` but no ``/metrics`` group, a metric that is not a 1-D numeric dataset, or
+        a checkpoint entry of the wrong kind. The error names the file and the entry.
     """
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
+            _refuse_outside_links(f, path)
             if not isinstance(f.get("meta"), h5py.Group):
                 raise NotARunFile("not an analogebl run file (no /meta group)", path=path)
             g = f["meta"]
             meta = {k: _plain(v) for k, v in g.attrs.items()}
+            _schema_version(meta, path)
             config, profile, circuit = (
                 _text(g, n) for n in ("config_toml", "profile_toml", "circuit_toml")
             )
@@ -259,20 +376,24 @@ def read_run(path: str | Path, *, checkpoint: bool = True) -> RunRecord:
                 )
             metrics = {}
             for k, ds in f["metrics"].items():
-                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
-                    raise ConfigError("metrics must be 1-D datasets", path=path, key=f"metrics/{k}")
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "biuf":
+                    raise ConfigError(
+                        "metrics must be 1-D numeric datasets", path=path, key=f"metrics/{k}"
+                    )
                 a = np.asarray(ds[()], dtype=np.float64)
                 a.setflags(write=False)
                 metrics[k] = a
             ck = None
             if checkpoint and "checkpoint" in f:
                 c = f["checkpoint"]
+                if not isinstance(c, h5py.Group):
+                    raise ConfigError("must be a group", path=path, key="checkpoint")
                 ck = Checkpoint(
-                    int(c.attrs["epoch"]),
-                    int(c.attrs["step"]),
-                    _read_arrays(c),
-                    json.loads(c.attrs["scalars"]),
-                    json.loads(c.attrs["rng"]),
+                    _int_attr(c.attrs, "epoch", path),
+                    _int_attr(c.attrs, "step", path),
+                    _read_arrays(c, path, seen={c.id}),
+                    _json_attr(c.attrs, "scalars", path, _number),
+                    _json_attr(c.attrs, "rng", path, lambda x: isinstance(x, dict)),
                 )
     except ConfigError:
         raise
