@@ -8,6 +8,7 @@ from analogebl.data.batching import (
 )
 from analogebl.data.datasets import (
     DATASETS,
+    DataFile,
     Dataset,
     data_root,
     load_dataset,
@@ -19,6 +20,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_AUGMENTATION",
     "Augmentation",
+    "DataFile",
     "Dataset",
     "data_root",
     "iterate_batches",

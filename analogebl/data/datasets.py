@@ -8,6 +8,9 @@ Layout under the data root (official names, as extracted from the official archi
     cifar10/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin
     cifar100/cifar-100-binary/{train,test}.bin
     svhn/{train,test}_32x32.mat
+
+Every dataset read records which files it came from (:attr:`Dataset.files`: each file's path
+under the data root, size and MD5), so that a run can refuse to resume on other data.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from analogebl.errors import DataError
 __all__ = [
     "DATASETS",
     "Dataset",
+    "DataFile",
     "data_root",
     "load_dataset",
     "split_validation",
@@ -42,11 +46,22 @@ __all__ = [
 DATASETS = ("mnist", "fmnist", "svhn", "cifar10", "cifar100")
 
 
+@dataclass(frozen=True)
+class DataFile:
+    """A file a dataset was read from: its path relative to the data root (``name``, with
+    ``/``), its size in bytes and the MD5 of its contents."""
+
+    name: str
+    size: int
+    md5: str
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A dataset in memory: uint8 images (N, C, H, W), int64 labels, normalisation.
 
-    ``mean`` and ``std`` are per channel, on the [0, 1] scale (pixel / 255).
+    ``mean`` and ``std`` are per channel, on the [0, 1] scale (pixel / 255); ``files`` the
+    files both splits were read from (empty for a dataset built in memory).
     """
 
     name: str
@@ -57,6 +72,11 @@ class Dataset:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    files: tuple[DataFile, ...] = ()
+
+    def fingerprint(self) -> dict[str, list]:
+        """``{file name: [size, md5]}`` of :attr:`files` (what a run file records)."""
+        return {f.name: [f.size, f.md5] for f in self.files}
 
     @property
     def in_channels(self) -> int:
@@ -75,30 +95,51 @@ class _Spec:
     std: tuple[float, ...]
     hint: str
     read: Callable[[Path, str, str, str], tuple[np.ndarray, np.ndarray]]  # dir, split, mode, hint
+    files: Callable[[str], tuple[str, ...]]  # split -> the file names read() opens
+
+
+def _idx_files(split: str) -> tuple[str, ...]:
+    stem = "train" if split == "train" else "t10k"
+    return (f"{stem}-images-idx3-ubyte.gz", f"{stem}-labels-idx1-ubyte.gz")
+
+
+def _cifar10_files(split: str) -> tuple[str, ...]:
+    if split == "train":
+        return tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+    return ("test_batch.bin",)
+
+
+def _cifar100_files(split: str) -> tuple[str, ...]:
+    return (f"{split}.bin",)
+
+
+def _svhn_files(split: str) -> tuple[str, ...]:
+    return (f"{split}_32x32.mat",)
 
 
 def _read_idx(d: Path, split: str, mode: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
-    stem = "train" if split == "train" else "t10k"
-    x = read_idx_images(d / f"{stem}-images-idx3-ubyte.gz", hint)
-    y = read_idx_labels(d / f"{stem}-labels-idx1-ubyte.gz", 10, hint)
+    images, labels = _idx_files(split)
+    x = read_idx_images(d / images, hint)
+    y = read_idx_labels(d / labels, 10, hint)
     if len(x) != len(y):
-        raise DataError(f"{d}: {len(x)} {stem} images but {len(y)} labels; {hint}")
+        raise DataError(f"{d}: {len(x)} {split} images but {len(y)} labels; {hint}")
     return x, y
 
 
 def _read_cifar10(d: Path, split: str, mode: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
-    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
-    parts = [read_cifar_binary(d / n, 1, 0, 10, hint) for n in names]
+    parts = [read_cifar_binary(d / n, 1, 0, 10, hint) for n in _cifar10_files(split)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _read_cifar100(d: Path, split: str, mode: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
     fine = mode == "fine"
-    return read_cifar_binary(d / f"{split}.bin", 2, 1 if fine else 0, 100 if fine else 20, hint)
+    (name,) = _cifar100_files(split)
+    return read_cifar_binary(d / name, 2, 1 if fine else 0, 100 if fine else 20, hint)
 
 
 def _read_svhn(d: Path, split: str, mode: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
-    return read_svhn_mat(d / f"{split}_32x32.mat", hint)
+    (name,) = _svhn_files(split)
+    return read_svhn_mat(d / name, hint)
 
 
 _SPECS = {
@@ -110,6 +151,7 @@ _SPECS = {
         "get the four MNIST idx .gz files from http://yann.lecun.com/exdb/mnist/ (mirror: "
         "https://ossci-datasets.s3.amazonaws.com/mnist/) into <data>/mnist/",
         _read_idx,
+        _idx_files,
     ),
     "fmnist": _Spec(
         "fashion-mnist",
@@ -119,6 +161,7 @@ _SPECS = {
         "get the four Fashion-MNIST idx .gz files from "
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ into <data>/fashion-mnist/",
         _read_idx,
+        _idx_files,
     ),
     "svhn": _Spec(
         "svhn",
@@ -129,6 +172,7 @@ _SPECS = {
         "(MD5 eb5a983be6a315427106f1b164d9cef3) from http://ufldl.stanford.edu/housenumbers/ "
         "into <data>/svhn/",
         _read_svhn,
+        _svhn_files,
     ),
     "cifar10": _Spec(
         "cifar10/cifar-10-batches-bin",
@@ -139,6 +183,7 @@ _SPECS = {
         "download https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz (MD5 "
         "c32a1d4ab5d03f1284b67883e8d87530) and extract it into <data>/cifar10/",
         _read_cifar10,
+        _cifar10_files,
     ),
     "cifar100": _Spec(
         "cifar100/cifar-100-binary",
@@ -148,6 +193,7 @@ _SPECS = {
         "download https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz (MD5 "
         "03b5dce01913d631647c71ecec9e9cb8) and extract it into <data>/cifar100/",
         _read_cifar100,
+        _cifar100_files,
     ),
 }
 
@@ -176,7 +222,22 @@ def _load_raw(name: str, root: Path, label_mode: str):
     test = spec.read(d, "test", label_mode, hint)
     for arr in (*train, *test):
         arr.setflags(write=False)
-    return train, test
+    names = [f"{spec.folder}/{n}" for split in ("train", "test") for n in spec.files(split)]
+    return train, test, tuple(_data_file(root, n) for n in names)
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _data_file(root: Path, name: str) -> DataFile:
+    """Size and MD5 of the data file ``root/name`` (just read, so it exists)."""
+    path = root / name
+    return DataFile(name, path.stat().st_size, _md5(path))
 
 
 def _subset(n: int, k: int | None, rng: np.random.Generator) -> np.ndarray | None:
@@ -213,7 +274,7 @@ def load_dataset(
         raise DataError(f"unknown dataset '{name}'; known: {', '.join(DATASETS)}")
     if label_mode not in ("fine", "coarse"):
         raise DataError(f"label_mode must be 'fine' or 'coarse', got '{label_mode}'")
-    (trx, try_), (tex, tey) = _load_raw(name, data_root(root), label_mode)
+    (trx, try_), (tex, tey), files = _load_raw(name, data_root(root), label_mode)
     train_rng, test_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(subset_seed).spawn(2)
     )
@@ -225,7 +286,7 @@ def load_dataset(
         tex, tey = tex[j], tey[j]
     spec = _SPECS[name]
     num_classes = 20 if (name == "cifar100" and label_mode == "coarse") else spec.num_classes
-    return Dataset(name, trx, try_, tex, tey, num_classes, spec.mean, spec.std)
+    return Dataset(name, trx, try_, tex, tey, num_classes, spec.mean, spec.std, files)
 
 
 def split_validation(
@@ -265,8 +326,4 @@ def verify_checksums(root: str | os.PathLike | None = None) -> Iterator[tuple[st
         if not path.is_file():
             yield rel, False
             continue
-        h = hashlib.md5()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        yield rel, h.hexdigest() == digest
+        yield rel, _md5(path) == digest
