@@ -1,18 +1,24 @@
 """A run's HDF5 file as the trainer sees it: what an earlier attempt left, and the writer.
 
 Every write replaces the whole file atomically (:func:`analogebl.recording.write_run`), so a
-crash leaves the last good file; without a path nothing is written.
+crash leaves the last good file; without a path nothing is written. What an earlier attempt
+left is checked before it is used (the recorded configuration and ``/meta`` here, the
+record against the run's plan in :meth:`RunFile.begin`, the checkpoint against the trainer
+in :meth:`analogebl.training.Trainer.resume`); a refusal leaves the file as it is.
 """
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
 import numpy as np
 
+from analogebl.data import num_batches
 from analogebl.errors import ConfigError
 from analogebl.recording import Checkpoint, RunRecord, git_sha, read_run, write_run
+from analogebl.training.checkpoints import check_record
 from analogebl.training.support import flatten
 
 __all__ = ["RESUME_FREE_KEYS", "RunFile", "config_diff", "run_meta"]
@@ -52,6 +58,7 @@ def run_meta(spec, ds, net, rule, threads: int, validation_size: int) -> dict:
         "version": analogebl.__version__,
         "git_sha": git_sha(),
         "epochs_planned": spec.epochs,
+        "batch_size": spec.data.batch_size,
         "threads": threads,
         "complete": False,
         "status": "running",
@@ -60,7 +67,45 @@ def run_meta(spec, ds, net, rule, threads: int, validation_size: int) -> dict:
         "test_size": len(ds.test_y),
         "validation_size": validation_size,
         "hidden_layers": net.plan.num_layers - 2 if isinstance(net, Network) else 1,
+        # the data files read ({name: [size, md5]}): a resume on other data is refused
+        "data_files": json.dumps(ds.fingerprint(), sort_keys=True) if ds.files else "",
     }
+
+
+# /meta attributes a resume reads, and what they must be
+_META_KINDS = {
+    "complete": (bool, "true or false"),
+    "threads": (int, "an integer >= 0"),
+    "status": (str, "a string"),
+    "data_files": (str, "a JSON text"),
+}
+
+
+def _check_meta(record) -> None:
+    """The recorded configuration parses and the ``/meta`` attributes a resume reads have
+    their kinds."""
+    if not record.config_toml.strip():
+        raise ConfigError(
+            "is missing or empty: the run's configuration is unknown, so it cannot be resumed",
+            path=record.path,
+            key="meta/config_toml",
+        )
+    try:
+        tomllib.loads(record.config_toml)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"is not valid TOML ({exc}); the file is left as it is", path=record.path,
+            key="meta/config_toml",
+        ) from None  # fmt: skip
+    if "complete" not in record.meta:
+        raise ConfigError("is missing", path=record.path, key="meta/complete")
+    for k, (kind, words) in _META_KINDS.items():
+        v = record.meta.get(k)
+        if v is None:
+            continue
+        ok = isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
+        if not ok or (kind is int and v < 0):
+            raise ConfigError(f"must be {words}, got {v!r}", path=record.path, key=f"meta/{k}")
 
 
 class RunFile:
@@ -74,6 +119,7 @@ class RunFile:
         exists = self.path is not None and self.path.exists()
         self.previous = read_run(self.path) if exists else None
         if self.previous is not None:
+            _check_meta(self.previous)
             diff = config_diff(self.previous.config_toml, config_toml)
             if diff:
                 raise ConfigError(
@@ -86,7 +132,16 @@ class RunFile:
         self.profile_toml = self.circuit_toml = ""
 
     def begin(self, meta: dict, profile_toml: str, circuit_toml: str) -> None:
-        """Set the run's metadata; a resumed run keeps the metrics recorded so far."""
+        """Set the run's metadata (:func:`run_meta`); a resumed run keeps the metrics recorded
+        so far, once the record fits the run's plan (epochs, batches per epoch, the data
+        files read now: :func:`~analogebl.training.checkpoints.check_record`)."""
+        if self.previous is not None:
+            check_record(
+                self.previous,
+                epochs=int(meta["epochs_planned"]),
+                batches=num_batches(int(meta["train_size"]), int(meta["batch_size"])),
+                data_files=meta.get("data_files") or None,
+            )
         self.meta, self.profile_toml, self.circuit_toml = meta, profile_toml, circuit_toml
         if self.previous is not None:
             self.metrics = {k: [float(x) for x in v] for k, v in self.previous.metrics.items()}

@@ -30,6 +30,7 @@ from analogebl.errors import DivergenceError
 from analogebl.plan import derive_rng
 from analogebl.recording import Checkpoint
 from analogebl.threads import settle as settle_threads
+from analogebl.training.checkpoints import check_checkpoint
 from analogebl.training.results import EpochResult, TrainingResult
 from analogebl.training.support import (
     epoch_results,
@@ -95,6 +96,10 @@ class FitOptions:
 
 # checkpoint array groups the trainer writes itself (the rest belong to the updater)
 _OWN_GROUPS = ("params", "opt", "warm", "model")
+# recorded metrics that may be NaN by design (peak memory is unknown for torch on the CPU)
+_MAY_BE_NAN = frozenset({"peak_step_MB"})
+# a step's metric -> its epoch row's name
+_ROW_NAMES = {"cost": "train_cost", "error": "train_error"}
 
 
 class Trainer:
@@ -185,9 +190,15 @@ class Trainer:
     def resume(self, previous, result: TrainingResult, log) -> tuple | None:
         """Continue from a run file's record ``previous`` (``None``: a fresh run): its epochs
         go into ``result``; returns ``(epoch, step, sums)`` to :meth:`fit` from, or ``None``
-        when the run is complete (then only its parameters are loaded)."""
+        when the run is complete (then only its parameters are loaded).
+
+        The checkpoint is checked against this trainer before anything is restored
+        (:func:`~analogebl.training.checkpoints.check_checkpoint`: a :class:`ConfigError`
+        naming the file and the entry); the record itself is checked by
+        :meth:`analogebl.training.RunFile.begin`."""
         if previous is None:
             return (0, 0, None)
+        check_checkpoint(previous, self)
         result.epochs.extend(epoch_results(previous.metrics, previous.epochs_done))
         ck = previous.checkpoint
         if previous.complete:
@@ -210,8 +221,11 @@ class Trainer:
         sums ``start[2]``; evaluate after each epoch; record to ``recorder`` (metrics per
         epoch, a checkpoint every epoch and every ``checkpoint_seconds``).
 
-        Raises :class:`DivergenceError` on NaN/Inf, naming the layer and step; the recorder
-        keeps the last good checkpoint.
+        Raises :class:`DivergenceError` on NaN/Inf in the states, the parameters, a step's
+        metrics or an epoch's recorded metrics (energy, cost, energy_J, ...), naming the
+        layer or metric and the epoch; the recorder keeps the last good checkpoint and is
+        marked diverged. A metric that is NaN from the first step on (the energy of a model
+        without one) is undefined for the network, not a divergence.
         """
         log = log or (lambda s: None)
         result = result or TrainingResult()
@@ -221,13 +235,15 @@ class Trainer:
         n_batches = num_batches(len(ds.train_y), opts.batch_size)
         t_start = time.perf_counter()
         estimated = resumed  # a resumed run does not announce its time again
+        undefined: set[str] | None = None  # step metrics NaN from the first step on
         for epoch in range(start_epoch, opts.epochs):
+            if epoch != start_epoch:
+                sums = {}  # before t0: a checkpoint's time belongs to its own epoch
+            # a resumed epoch continues its clock from the checkpoint
             t0 = time.perf_counter() - sums.get("seconds", 0.0)
             self.schedule.apply(opt, epoch)
             rng = derive_rng(seed, f"data/order/epoch{epoch}")
             first = start_step if epoch == start_epoch else 0
-            if epoch != start_epoch:
-                sums = {}
             batches = iterate_batches(
                 ds.train_x, ds.train_y, opts.batch_size, rng=rng, mean=ds.mean, std=ds.std,
                 pad_to=opts.pad_to, augmentation=opts.augmentation, dtype=opts.dtype,
@@ -253,11 +269,13 @@ class Trainer:
                 else:
                     m = self.step(xb, yb)
                 sums["steps"] += 1
-                bad = net.check_finite()
-                if bad is not None or not math.isfinite(m["cost"]):
+                if undefined is None:
+                    undefined = {k for k, v in m.items() if math.isnan(v)} - {"cost"}
+                bad = net.check_finite() or _bad_value(m, undefined, "the step's")
+                if bad is not None:
                     if bar is not None:
                         bar.close()
-                    raise self._diverged(recorder, bad or "the output", epoch, step)
+                    raise self._diverged(recorder, bad, epoch, step)
                 n = len(yb)
                 sums["n"] += n
                 for k, v in m.items():  # cost, error, energy, residual (+ a model's extras)
@@ -290,6 +308,10 @@ class Trainer:
             train_seconds = time.perf_counter() - t_train
             row, r = self._epoch_row(ds, opts, epoch, sums, t0, train_seconds, init_weights,
                                      val, diagnostic_x)  # fmt: skip
+            nan_ok = _MAY_BE_NAN | {_ROW_NAMES.get(k, k) for k in undefined or ()}
+            bad = _bad_value(row, nan_ok, "the recorded")
+            if bad is not None:
+                raise self._diverged(recorder, bad, epoch, None)
             result.epochs.append(r)
             for k, v in row.items():
                 recorder.metrics.setdefault(k, []).append(float(v))
@@ -341,10 +363,21 @@ class Trainer:
             self.updater.end_epoch()
         return row, r
 
-    def _diverged(self, recorder, where: str, epoch: int, step: int) -> DivergenceError:
+    def _diverged(self, recorder, where: str, epoch: int, step: int | None) -> DivergenceError:
+        at = f"epoch {epoch + 1}" + ("" if step is None else f", step {step + 1}")
         msg = (
-            f"NaN/Inf in {where} at epoch {epoch + 1}, step {step + 1} (rule {self.rule.name}); "
+            f"NaN/Inf in {where} at {at} (rule {self.rule.name}); "
             "the last good checkpoint is kept; lower the learning rates or beta"
         )
         recorder.mark_diverged(msg)
         return DivergenceError(msg)
+
+
+def _bad_value(values: dict[str, float], nan_ok, what: str) -> str | None:
+    """``"<what> metric NAME (VALUE)"`` for the first value that is Inf, or NaN while its
+    name is not in ``nan_ok``; else None."""
+    for k, v in values.items():
+        v = float(v)
+        if math.isinf(v) or (math.isnan(v) and k not in nan_ok):
+            return f"{what} metric {k} ({v})"
+    return None
