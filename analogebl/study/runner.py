@@ -5,6 +5,13 @@ run_training`), so runs are independent and resumable: running the study again o
 ``OUT`` skips complete runs and continues the others from their checkpoints. A lost worker
 therefore costs only its unfinished run.
 
+One study at a time per output folder: :func:`run_study` holds ``OUT/.analogebl.lock``
+(:func:`lock_out`) from the moment it first writes until its last run has ended, so a second
+process pointed at the same ``OUT`` is refused at once (exit status 2) and writes nothing.
+Nothing in ``OUT`` changes before every check has passed (:func:`plan_runs`): each run's
+configuration, its file name (a slug of the run's values, always directly inside ``OUT``)
+and the configuration recorded in any run file already there.
+
 Executors: ``local`` (in this process, one run after another), ``local:N`` (a pool of N
 processes; the machine's cores are split between them) and ``dask://HOST:PORT`` (a Dask
 distributed scheduler; every worker must see ``OUT`` and the datasets at the same paths).
@@ -23,17 +30,28 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
-from collections.abc import Callable
+import socket
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from analogebl.errors import ConfigError, DivergenceError
-from analogebl.recording import atomic_write_text
-from analogebl.recording.atomic import is_temp_file
+from analogebl.recording import atomic_write_text, read_run
+from analogebl.recording.atomic import temp_target
 from analogebl.study.config import StudyConfig
 from analogebl.threads import available_cores, parse_threads, resolve_threads
+from analogebl.training.runfile import config_diff
 
-__all__ = ["RunSummary", "parse_executor", "plan_runs", "pool_plan", "run_study"]
+__all__ = ["RunSummary", "lock_out", "parse_executor", "plan_runs", "pool_plan", "run_study"]
+
+STUDY_FILE = "study.toml"  # the study's resolved configuration, in OUT
+LOCK_FILE = ".analogebl.lock"  # OUT's exclusive lock (empty; held with flock)
+OWNER_FILE = ".analogebl.lock.owner"  # pid and host of the lock's holder (while held)
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -154,14 +172,61 @@ def _check_run(r: StudyConfig, seen: dict) -> None:
         load_profile(spec.hardware.profile)
 
 
+def _inside(out: Path, path: Path, study: StudyConfig, what: str) -> Path:
+    """``path`` if it lies directly in the output folder ``out`` once links and ``..`` are
+    resolved; a path that would land elsewhere (a planted link) is refused."""
+    if path.resolve().parent != out.resolve():
+        raise ConfigError(
+            f"{what} {path} resolves to {path.resolve()}, outside the output folder "
+            f"{out.resolve()}; remove it or choose another --out",
+            path=study.path,
+            key="--out",
+        )
+    return path
+
+
+def _check_existing(planned: list[tuple[StudyConfig, Path]]) -> None:
+    """Every run file already in the output folder holds this run's configuration (a
+    resume), so nothing will be refused once writing has begun."""
+    for r, path in planned:
+        if not path.exists():
+            continue
+        if not path.is_file():
+            raise ConfigError(
+                "is not a run file (a folder or special file has the run's name); "
+                "remove it or choose another --out",
+                path=path,
+            )
+        old = read_run(path, checkpoint=False)
+        try:
+            diff = config_diff(old.config_toml, r.to_toml())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"the recorded configuration is not valid TOML ({exc})",
+                path=path,
+                key="meta/config_toml",
+            ) from None
+        if diff:
+            raise ConfigError(
+                f"holds a run with a different configuration ({', '.join(diff)} differ); "
+                "choose another --out to start a new run",
+                path=path,
+            )
+
+
 def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
     """The study's runs and their files; checks up front (before anything is written) that
-    every run's circuit, profile and dataset can be loaded."""
+    every run's circuit, profile and dataset can be loaded, that every file lies in ``out``
+    and that a run file already there holds the same configuration (a resume)."""
+    out = Path(out)
     runs = study.runs()
     ids = [r.run_id for r in runs]
-    if len(set(ids)) != len(ids):
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
         raise ConfigError(
-            "two runs of the sweep get the same identifier", path=study.path, key="sweep"
+            f"two runs of the sweep get the same identifier ({', '.join(twice)})",
+            path=study.path,
+            key="sweep",
         )
     seen: dict = {}
     for r in runs:
@@ -172,22 +237,117 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
                 raise
             raise ConfigError(exc.message,
                               path=study.path, key=exc.key) from None  # fmt: skip
-    return [(r, out / f"{r.run_id}.h5") for r in runs]
+    for name, what in ((STUDY_FILE, "the study record"), (LOCK_FILE, "the lock file"),
+                       (OWNER_FILE, "the lock owner file")):  # fmt: skip
+        _inside(out, out / name, study, what)
+    planned = [(r, _inside(out, out / f"{r.run_id}.h5", study, "the run file")) for r in runs]
+    _check_existing(planned)
+    return planned
+
+
+_HELD: dict[Path, tuple[FileLock, int, int]] = {}  # lock file -> (lock, thread, depth)
+_HELD_GUARD = threading.Lock()
+
+
+def _in_use(out: Path, lock: Path) -> ConfigError:
+    owner = ""
+    try:
+        owner = (out / OWNER_FILE).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:  # not written yet, or already removed: the lock file is named anyway
+        pass
+    who = f" ({owner})" if owner else ""
+    return ConfigError(
+        f"the output folder is in use by another run{who}: {lock} is locked; wait for "
+        "that run to finish or choose another --out",
+        path=out,
+        key="--out",
+    )
+
+
+@contextmanager
+def lock_out(out: str | Path) -> Iterator[Path]:
+    """Hold the exclusive lock of the output folder ``out`` (``OUT/.analogebl.lock``).
+
+    Only the holder writes ``study.toml``, clears stale temp files and starts runs (the
+    workers of a ``local:N`` pool or a Dask cluster write their own run files while the
+    process that owns the study holds the lock). Another process (or thread) asking for it
+    is refused at once with a :class:`ConfigError` naming the lock file and, when known,
+    the holder's pid and host (``OUT/.analogebl.lock.owner``). The lock is the operating
+    system's (``flock``): it goes with the process, so a killed run leaves no stale lock.
+    Nested use in one thread is allowed (the CLI may hold it across the run and its report).
+
+    Yields
+    ------
+    Path
+        The output folder (created if missing).
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder: {exc.strerror}", path=out) from None
+    lock_path = (out / LOCK_FILE).resolve()
+    me = threading.get_ident()
+    with _HELD_GUARD:
+        held = _HELD.get(lock_path)
+        if held is not None and held[1] != me:
+            raise _in_use(out, lock_path)
+        if held is not None:
+            _HELD[lock_path] = (held[0], me, held[2] + 1)
+    if held is None:
+        lock = FileLock(str(lock_path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise _in_use(out, lock_path) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write to the output folder (lock file {LOCK_FILE}): {exc.strerror}",
+                path=out,
+            ) from None
+        with _HELD_GUARD:
+            _HELD[lock_path] = (lock, me, 1)
+        try:
+            atomic_write_text(out / OWNER_FILE, f"pid {os.getpid()} on {socket.gethostname()}\n")
+        except OSError as exc:
+            _release(lock_path)
+            raise ConfigError(
+                f"cannot write to the output folder: {exc.strerror}", path=out
+            ) from None
+        except BaseException:
+            _release(lock_path)
+            raise
+    try:
+        yield out
+    finally:
+        _release(lock_path)
+
+
+def _release(lock_path: Path) -> None:
+    with _HELD_GUARD:
+        lock, me, depth = _HELD[lock_path]
+        if depth > 1:
+            _HELD[lock_path] = (lock, me, depth - 1)
+            return
+        del _HELD[lock_path]
+    try:
+        (lock_path.parent / OWNER_FILE).unlink(missing_ok=True)
+    finally:
+        lock.release()
 
 
 def _prepare_out(out: Path, study: StudyConfig) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder: {exc.strerror}", path=out) from None
-    for stale in out.iterdir():  # temp files of writes interrupted by a crash
-        # (RUN.h5.tmp: the name older versions used)
-        if stale.is_file() and (is_temp_file(stale) or stale.name.endswith(".h5.tmp")):
+    """Clear temp files that interrupted writes of run files or the study record left
+    (only under the folder's lock: a live process's temp files are never touched), then
+    record the study."""
+    for stale in out.iterdir():
+        name = stale.name
+        target = temp_target(stale)
+        ours = target is not None and (target.endswith(".h5") or target == STUDY_FILE)
+        legacy = name.endswith(".h5.tmp") and not name.startswith(".")  # RUN.h5.tmp (old)
+        if (ours or legacy) and stale.is_file() and not stale.is_symlink():
             stale.unlink(missing_ok=True)
-    atomic_write_text(out / "study.toml", study.to_toml())
+    atomic_write_text(out / STUDY_FILE, study.to_toml())
 
 
 def _execute(
@@ -241,14 +401,56 @@ def run_study(
     checkpoint_seconds: float | None = None,
     quiet: bool = False,
 ) -> list[RunSummary]:
-    """Run (or resume) every run of ``study`` into ``out``; returns one summary per run."""
+    """Run (or resume) every run of ``study`` into ``out``; returns one summary per run.
+
+    Every check (:func:`plan_runs`, the executor) passes before anything in ``out`` is
+    written; the folder's lock (:func:`lock_out`) is held from then until the last run has
+    ended, so a second process running into the same ``out`` is refused (exit status 2).
+    """
     log = log or (lambda s: None)
     kind, arg = parse_executor(executor)
     out = Path(out)
-    planned = plan_runs(study, out)
-    _prepare_out(out, study)
-    log(f"{len(planned)} run(s) -> {out} (executor {executor})")
-    jobs = [(r, str(p)) for r, p in planned]
+    planned = plan_runs(study, out)  # nothing is written before every check has passed
+    client = _dask_client(arg) if kind == "dask" else None  # reachable, before writing
+    try:
+        with lock_out(out):
+            try:
+                _check_existing(planned)  # again: another run may have written since
+                _prepare_out(out, study)
+                log(f"{len(planned)} run(s) -> {out} (executor {executor})")
+                jobs = [(r, str(p)) for r, p in planned]
+                return _launch(study, jobs, kind, arg, client, checkpoint_seconds, progress,
+                               quiet, log)  # fmt: skip
+            finally:  # the cluster lets go of the study's tasks before the lock is released
+                if client is not None:
+                    client.close()
+                    client = None
+    finally:
+        if client is not None:  # the lock was refused
+            client.close()
+
+
+def _dask_client(address: str):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError(
+            "the dask executor needs 'distributed' (pip install 'analogebl[dask]')",
+            key="--executor",
+        ) from None
+    try:
+        return Client(address, timeout=10)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address}: {exc}", key="--executor"
+        ) from None
+
+
+def _launch(
+    study, jobs, kind, arg, client, checkpoint_seconds, progress, quiet, log
+) -> list[RunSummary]:
+    """Train ``jobs`` (run, file) on the executor; the caller holds the folder's lock (the
+    workers write only their own run files)."""
     if kind == "local":
         return [_execute(r, p, checkpoint_seconds, None, progress, quiet) for r, p in jobs]
     if kind == "pool":
@@ -275,34 +477,18 @@ def run_study(
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ConfigError(
-            "the dask executor needs 'distributed' (pip install 'analogebl[dask]')",
-            key="--executor",
-        ) from None
-    try:
-        client = Client(arg, timeout=10)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot reach the Dask scheduler at {arg}: {exc}", key="--executor"
-        ) from None
-    try:
-        futs = [
-            client.submit(
-                _execute,
-                r,
-                p,
-                checkpoint_seconds,
-                1,
-                False,
-                quiet,
-                pure=False,
-                key=f"{study.name}-{r.run_id}-{os.getpid()}",
-            )
-            for r, p in jobs
-        ]
-        return client.gather(futs)
-    finally:
-        client.close()
+    futs = [
+        client.submit(
+            _execute,
+            r,
+            p,
+            checkpoint_seconds,
+            1,
+            False,
+            quiet,
+            pure=False,
+            key=f"{study.name}-{r.run_id}-{os.getpid()}",
+        )
+        for r, p in jobs
+    ]
+    return client.gather(futs)
