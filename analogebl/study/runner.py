@@ -169,7 +169,12 @@ def _check_run(r: StudyConfig, seen: dict) -> None:
     if spec.hardware.profile is not None:
         from analogebl.hardware import load_profile
 
-        load_profile(spec.hardware.profile)
+        try:
+            load_profile(spec.hardware.profile)
+        except ConfigError as exc:  # an unknown name or a missing file: say which key
+            if exc.key is not None:
+                raise
+            raise ConfigError(exc.message, path=exc.path, key="profile") from None
 
 
 def _inside(out: Path, path: Path, study: StudyConfig, what: str) -> Path:

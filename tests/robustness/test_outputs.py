@@ -110,6 +110,28 @@ def test_swept_paths_become_plain_files_inside_out(case, sandbox, data_dir, caps
     assert "/" not in runs[0].stem and ".." not in runs[0].stem.split("-")[0]
 
 
+SWEPT_REFUSED = {
+    # a swept string that names no known entry -> words of the refusal (file and key)
+    "dataset path": ('dataset = ["../mnist"]', ["study.toml", "'dataset'", "../mnist"]),
+    "rule path": ('"rule.name" = ["../c_ep"]', ["study.toml", "'rule'", "../c_ep"]),
+    "profile absolute path": ('profile = ["/etc/passwd"]', ["study.toml", "'profile'"]),
+    "profile missing file": ('profile = ["../nope.toml"]', ["nope.toml", "'profile'"]),
+    "dtype with slash": ('dtype = ["float32/../x"]', ["study.toml", "'dtype'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SWEPT_REFUSED))
+def test_swept_strings_naming_nothing_are_refused(case, sandbox, data_dir, capsys):
+    root, work, out = sandbox
+    line, words = SWEPT_REFUSED[case]
+    study = root / "study.toml"
+    study.write_text(BASE + "[sweep]\n" + line + "\n")
+    before = snapshot(root)
+    res = run_cli(["study", "run", str(study), "--out", str(out)], capsys, cwd=work)
+    assert_clean_refusal(res, words, before, snapshot(root), out, root)
+    assert not out.exists()
+
+
 def test_run_ids_of_ordinary_values_are_unchanged():
     """Resuming files written before the slug needs the same names for ordinary values."""
     for parts in (["c_ep", "seed1"], ["beta0.05", "p_ep", "seed2"], ["w0.5"],
