@@ -13,8 +13,9 @@ This module imports nothing else from analogebl but its errors, so every package
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from analogebl.errors import ConfigError
@@ -28,7 +29,10 @@ __all__ = [
     "RecurrentModelSpec",
     "RelaxationSpec",
     "RuleSpec",
+    "INT64_MAX",
+    "Range",
     "RunSpec",
+    "check_device",
     "layer_learning_rates",
 ]
 
@@ -36,28 +40,102 @@ __all__ = [
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon", "smep", "local_ep", "natural_ep", "sdmep")
 
 
+INT64_MAX = 2**63 - 1  #: the largest integer a run file (HDF5, int64) can record
+
+
+@dataclass(frozen=True)
+class Range:
+    """The accepted values of one numeric field: the one check every schema uses.
+
+    A value must be a number (``bool`` is not), NaN never passes, ``inf`` only with
+    ``infinite`` (a bound that means "off", such as ``g_max_S = inf``), an integer field takes
+    only integers (at most :data:`INT64_MAX`, what a run file records), and the value must
+    lie between ``lo`` and ``hi`` (open ends where ``lo_open`` / ``hi_open``).
+    """
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    infinite: bool = False
+
+    def describe(self) -> str:
+        """What is accepted, in words (``a finite number > 0``, ``an integer in 0..9``)."""
+        if self.integer:
+            # integer ranges are closed: lo..hi
+            hi = min(self.hi, INT64_MAX)
+            if self.lo == -math.inf:
+                return f"an integer <= {hi:.0f}"
+            if hi == INT64_MAX:
+                return f"an integer in {self.lo:.0f}..2**63-1"
+            return f"an integer in {self.lo:.0f}..{hi:.0f}"
+        kind = "a number (inf allowed)" if self.infinite else "a finite number"
+        lo, hi = self.lo != -math.inf, self.hi != math.inf
+        if lo and hi:
+            return (f"{kind} in {'(' if self.lo_open else '['}{self.lo:g}, "
+                    f"{self.hi:g}{')' if self.hi_open else ']'}")  # fmt: skip
+        if lo:
+            return f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
+        if hi:
+            return f"{kind} {'<' if self.hi_open else '<='} {self.hi:g}"
+        return kind
+
+    def accepts(self, v: Any) -> bool:
+        """Whether ``v`` is a value of this range (see the class docstring)."""
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return False
+        if self.integer:
+            if not isinstance(v, int) or not -INT64_MAX - 1 <= v <= INT64_MAX:
+                return False
+        else:
+            try:
+                v = float(v)
+            except OverflowError:  # an integer beyond float range
+                return False
+            if math.isnan(v) or (math.isinf(v) and not self.infinite):
+                return False
+        if v < self.lo or (self.lo_open and v == self.lo):
+            return False
+        return not (v > self.hi or (self.hi_open and v == self.hi))
+
+    def check(self, key: str, v: Any, path=None, allow_none: bool = False, hint: str = ""):
+        """``v`` itself (a float field's int as float); else :class:`ConfigError` naming
+        ``path``, ``key`` and the accepted range (followed by ``hint``)."""
+        if v is None and allow_none:
+            return None
+        if not self.accepts(v):
+            shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:30] + f"... ({len(repr(v))} chars)"
+            raise ConfigError(f"must be {self.describe()}{hint}, got {shown}", path=path, key=key)
+        return v if self.integer else float(v)
+
+
+POSITIVE = Range(0.0, lo_open=True)  #: a finite number > 0
+NONNEG = Range(0.0)  #: a finite number >= 0
+FRACTION = Range(0.0, 1.0)  #: in [0, 1]
+COUNT = Range(1, integer=True)  #: an integer >= 1
+SEED = Range(0, integer=True)  #: an integer in 0..INT64_MAX
+
+
+def _check(key: str, v, rng: Range, allow_none: bool = False):
+    return rng.check(key, v, allow_none=allow_none)
+
+
 def _bad(key: str, message: str):
     return ConfigError(message, key=key)
 
 
 def _positive(key: str, v, integer: bool = False, allow_none: bool = False):
-    if v is None and allow_none:
-        return
-    ok = isinstance(v, int) if integer else isinstance(v, int | float)
-    if isinstance(v, bool) or not ok or not math.isfinite(v) or v <= 0:
-        kind = "a positive integer" if integer else "a finite number > 0"
-        raise _bad(key, f"must be {kind}, got {v!r}")
+    return _check(key, v, COUNT if integer else POSITIVE, allow_none)
 
 
-def _nonneg(key: str, v, upper: float | None = None):
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-        raise _bad(key, f"must be a finite number >= 0, got {v!r}")
-    if upper is not None and v >= upper:
-        raise _bad(key, f"must be < {upper:g}, got {v!r}")
+def _text(key: str, v, allow_none: bool = False) -> None:
+    if not (isinstance(v, str) or (v is None and allow_none)):
+        raise _bad(key, f"must be a string, got {v!r}")
 
 
 def _one_of(key: str, v, allowed) -> None:
-    if v not in allowed:
+    if not isinstance(v, str) or v not in allowed:
         raise _bad(key, f"must be one of {', '.join(map(str, allowed))}, got {v!r}")
 
 
@@ -70,14 +148,46 @@ def _rates(key: str, v) -> float | tuple[float, ...]:
     return tuple(float(x) for x in vals) if isinstance(v, list | tuple) else float(v)
 
 
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,4})?")
+
+
+def check_device(backend: str, device: str | None, key: str = "device") -> None:
+    """``device`` names a device the ``backend`` runs on: ``None`` (the backend's default),
+    ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; numba and the reference backend run on the CPU
+    only. (Whether the machine has that GPU is checked by ``backends.check_device``.)"""
+    if device is None:
+        return
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise _bad(key, f"must be cpu, cuda or cuda:N, got {device!r}")
+    if backend in ("numba", "reference") and device != "cpu":
+        raise _bad(key, f"the {backend} backend runs on the CPU only, got device={device!r} "
+                   "(use backend = \"torch\" for a GPU)")  # fmt: skip
+
+
+def _validate(obj, prefix: str) -> None:
+    """Check every field of a spec record that declares a :class:`Range` in its metadata
+    (``field(metadata={"range": R, "none": True})``), naming ``prefix + field``."""
+    for f in fields(obj):
+        rng = f.metadata.get("range")
+        if rng is not None:
+            value = rng.check(prefix + f.name, getattr(obj, f.name),
+                              allow_none=f.metadata.get("none", False))  # fmt: skip
+            object.__setattr__(obj, f.name, value)
+
+
+def _r(default, rng: Range, none: bool = False):
+    """A dataclass field with its accepted range (and ``None`` allowed where ``none``);
+    ``default`` ``MISSING``: a required field."""
+    return field(default=default, metadata={"range": rng, "none": none})
+
+
 def layer_learning_rates(param_names: list[str], lr: float | list[float]) -> dict[str, float]:
     """Per-parameter learning rates from one rate or one rate per layer.
 
     Parameter ``W_k`` and ``b_k`` both get ``lr[k-1]`` (the paper's per-layer rates).
     """
-    if isinstance(lr, int | float):
-        if lr <= 0:
-            raise ConfigError(f"learning rate must be > 0, got {lr}", key="optimizer.lr")
+    if not isinstance(lr, list | tuple):
+        lr = POSITIVE.check("optimizer.lr", lr)
         return {n: float(lr) for n in param_names}
     if not all(n[:1] in "Wb" and n[1:].isdigit() for n in param_names):
         raise ConfigError(
@@ -90,8 +200,8 @@ def layer_learning_rates(param_names: list[str], lr: float | list[float]) -> dic
         raise ConfigError(
             f"needs one learning rate per layer ({len(layers)}), got {len(lr)}", key="optimizer.lr"
         )
-    if any(v <= 0 for v in lr):
-        raise ConfigError("learning rates must be > 0", key="optimizer.lr")
+    for v in lr:
+        POSITIVE.check("optimizer.lr", v)
     return {n: float(lr[layers.index(int(n[1:]))]) for n in param_names}
 
 
@@ -100,19 +210,17 @@ class DataSpec:
     """Dataset, subsets (``None``: all) and batching."""
 
     dataset: str
-    train_subset: int | None = None
-    test_subset: int | None = None
-    validation_subset: int | None = None
+    train_subset: int | None = _r(None, COUNT, none=True)
+    test_subset: int | None = _r(None, COUNT, none=True)
+    validation_subset: int | None = _r(None, COUNT, none=True)
     augment: bool = True
-    pad_to: int | None = None
-    batch_size: int = 128
-    eval_batch_size: int = 1000
+    pad_to: int | None = _r(None, COUNT, none=True)
+    batch_size: int = _r(128, COUNT)
+    eval_batch_size: int = _r(1000, COUNT)
 
     def __post_init__(self):
-        for k in ("train_subset", "test_subset", "validation_subset", "pad_to"):
-            _positive(k, getattr(self, k), integer=True, allow_none=True)
-        _positive("batch_size", self.batch_size, integer=True)
-        _positive("eval_batch_size", self.eval_batch_size, integer=True)
+        _text("dataset", self.dataset)
+        _validate(self, "")
 
 
 @dataclass(frozen=True)
@@ -120,19 +228,21 @@ class CircuitSpec:
     """A catalog circuit and its overrides (``None``: the file's value)."""
 
     name: str
-    width: float = 1.0
+    width: float = _r(1.0, POSITIVE)
     gains: tuple[float, ...] | None = None
     pool: str | None = None
-    depth: int | None = None
+    depth: int | None = _r(None, COUNT, none=True)
 
     def __post_init__(self):
-        _positive("circuit.width", self.width)
+        _text("circuit.name", self.name)
+        _validate(self, "circuit.")
         if self.gains is not None:
-            for g in self.gains:
-                _positive("circuit.gains", g)
+            if not isinstance(self.gains, tuple | list) or not self.gains:
+                raise _bad("circuit.gains", f"must be a list of numbers > 0, got {self.gains!r}")
+            object.__setattr__(self, "gains", tuple(_positive("circuit.gains", g)
+                                                    for g in self.gains))  # fmt: skip
         if self.pool is not None:
             _one_of("circuit.pool", self.pool, ("max", "avg", "none"))
-        _positive("circuit.depth", self.depth, integer=True, allow_none=True)
 
 
 @dataclass(frozen=True)
@@ -140,19 +250,17 @@ class RecurrentModelSpec:
     """A recurrent fixed-point model of the earlier EqProp projects (``model.*``)."""
 
     name: str
-    hidden: int = 256
-    alpha: float = 0.5
+    hidden: int = _r(256, COUNT)
+    alpha: float = _r(0.5, Range(0.0, 1.0, lo_open=True))
     symmetric: bool = True
-    spectral_cap: float | None = None
+    spectral_cap: float | None = _r(None, POSITIVE, none=True)
     cost: str = "ce"
-    tol: float = 1e-4
+    tol: float = _r(1e-4, POSITIVE)
 
     def __post_init__(self):
-        _positive("model.hidden", self.hidden, integer=True)
-        _positive("model.alpha", self.alpha)
-        _positive("model.spectral_cap", self.spectral_cap, allow_none=True)
+        _text("model.name", self.name)
+        _validate(self, "model.")
         _one_of("model.cost", self.cost, ("ce", "mse"))
-        _positive("model.tol", self.tol)
 
 
 @dataclass(frozen=True)
@@ -160,29 +268,26 @@ class RuleSpec:
     """The learning rule (``beta is None``: the rule's default; the rule checks the rest)."""
 
     name: str
-    beta: float | None = None
-    iterations: int = 15
-    points: int = 4
-    homeostasis: float = 0.0
-    temperature: float = 0.0
+    beta: float | None = _r(None, POSITIVE, none=True)
+    iterations: int = _r(15, COUNT)
+    points: int = _r(4, COUNT)
+    homeostasis: float = _r(0.0, NONNEG)
+    temperature: float = _r(0.0, NONNEG)
 
     def __post_init__(self):
-        _positive("rule.beta", self.beta, allow_none=True)
-        _positive("rule.iterations", self.iterations, integer=True)
-        _positive("rule.points", self.points, integer=True)
-        _nonneg("rule.homeostasis", self.homeostasis)
-        _nonneg("rule.temperature", self.temperature)
+        _text("rule.name", self.name)
+        _validate(self, "rule.")
 
 
 @dataclass(frozen=True)
 class RelaxationSpec:
     """The free phase: iterations and schedule (asynchronous even/odd or synchronous)."""
 
-    free_iterations: int = 60
+    free_iterations: int = _r(60, COUNT)
     schedule: str = "async"
 
     def __post_init__(self):
-        _positive("relaxation.free_iterations", self.free_iterations, integer=True)
+        _validate(self, "relaxation.")
         _one_of("relaxation.schedule", self.schedule, ("async", "sync"))
 
 
@@ -196,19 +301,19 @@ class OptimizerSpec:
 
     name: str
     lr: float | tuple[float, ...]
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    momentum: float = _r(0.9, Range(0.0, 1.0, hi_open=True))
+    weight_decay: float = _r(0.0, NONNEG)
     schedule: str = "cosine"
-    eta_min: float = 2e-6
+    eta_min: float = _r(2e-6, POSITIVE)
     adam_lr: float | tuple[float, ...] = 1e-3
     nesterov: bool = True
-    ns_steps: int = 5
-    spectral_cap: float | None = None
-    rank_frac: float = 0.25
-    dion_threshold: int = 50_000
-    damping: float = 1e-2
-    kfac_decay: float = 0.95
-    lr_scale: float = 1.0
+    ns_steps: int = _r(5, COUNT)
+    spectral_cap: float | None = _r(None, NONNEG, none=True)
+    rank_frac: float = _r(0.25, Range(0.0, 1.0, lo_open=True))
+    dion_threshold: int = _r(50_000, COUNT)
+    damping: float = _r(1e-2, POSITIVE)
+    kfac_decay: float = _r(0.95, Range(0.0, 1.0, hi_open=True))
+    lr_scale: float = _r(1.0, POSITIVE)
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -216,18 +321,8 @@ class OptimizerSpec:
                        f"{', '.join(OPTIMIZERS)}")  # fmt: skip
         object.__setattr__(self, "lr", _rates("optimizer.lr", self.lr))
         object.__setattr__(self, "adam_lr", _rates("optimizer.adam_lr", self.adam_lr))
-        _nonneg("optimizer.momentum", self.momentum, upper=1.0)
-        _nonneg("optimizer.weight_decay", self.weight_decay)
+        _validate(self, "optimizer.")
         _one_of("optimizer.schedule", self.schedule, ("cosine", "constant"))
-        _positive("optimizer.eta_min", self.eta_min)
-        _positive("optimizer.ns_steps", self.ns_steps, integer=True)
-        if self.spectral_cap is not None:
-            _nonneg("optimizer.spectral_cap", self.spectral_cap)
-        _positive("optimizer.rank_frac", self.rank_frac)
-        _positive("optimizer.dion_threshold", self.dion_threshold, integer=True)
-        _positive("optimizer.damping", self.damping)
-        _nonneg("optimizer.kfac_decay", self.kfac_decay, upper=1.0)
-        _positive("optimizer.lr_scale", self.lr_scale)
 
     def rates(self, names: list[str], adam: bool = False) -> dict[str, float]:
         """Per-parameter rates (``layer_learning_rates``) times ``lr_scale``."""
@@ -242,6 +337,9 @@ class HardwareSpec:
 
     profile: str | None = None
 
+    def __post_init__(self):
+        _text("profile", self.profile, allow_none=True)
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -250,8 +348,8 @@ class RunSpec:
     study: str
     tier: str
     run_id: str
-    seed: int
-    epochs: int
+    seed: int = _r(MISSING, SEED)
+    epochs: int = _r(MISSING, COUNT)
     data: DataSpec
     rule: RuleSpec
     relaxation: RelaxationSpec
@@ -262,19 +360,16 @@ class RunSpec:
     dtype: str = "float32"
     backend: str = "auto"
     device: str | None = None
-    threads: int | None = None
-    checkpoint_minutes: float = 10.0
+    threads: int | None = _r(None, COUNT, none=True)
+    checkpoint_minutes: float = _r(10.0, POSITIVE)
     measure_memory: bool = False
     variant: str | None = None
 
     def __post_init__(self):
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise _bad("seed", f"must be an integer >= 0, got {self.seed!r}")
-        _positive("epochs", self.epochs, integer=True)
+        _validate(self, "")
         _one_of("dtype", self.dtype, ("float32", "float64"))
         _one_of("backend", self.backend, ("auto", "reference", "torch", "numba"))
-        _positive("threads", self.threads, integer=True, allow_none=True)
-        _positive("checkpoint_minutes", self.checkpoint_minutes)
+        check_device(self.backend, self.device)
         if (self.circuit is None) == (self.model is None):
             raise _bad("circuit.name", "set exactly one of circuit.name and model.name")
         if self.model is not None and self.hardware.profile is not None:
@@ -301,10 +396,7 @@ class RunSpec:
             if v.get("model.name") is not None:
                 model = RecurrentModelSpec(**pick(RecurrentModelSpec, "model."))
             elif v.get("circuit.name") is not None:
-                c = pick(CircuitSpec, "circuit.")
-                if c.get("gains") is not None:
-                    c["gains"] = tuple(c["gains"])
-                circuit = CircuitSpec(**c)
+                circuit = CircuitSpec(**pick(CircuitSpec, "circuit."))
             profile = v.get("profile")
             threads = v.get("threads")
             return cls(
