@@ -17,7 +17,7 @@ from typing import Any
 
 from analogebl.catalog import find_entry, list_entries, read_toml
 from analogebl.errors import ConfigError
-from analogebl.hardware.schema import FLOAT, INERT, SCHEMA
+from analogebl.hardware.schema import INERT, SCHEMA, check_field
 from analogebl.tomlio import dumps
 
 __all__ = ["SCHEMA", "HardwareProfile", "list_profiles", "load_profile"]
@@ -30,6 +30,7 @@ _PROFILE_KEYS = {
     "references": _L,
     "schema_version": _I,
 }
+_MAX_DEPTH = 32  # profiles in one inheritance chain
 _UNITS = ("_S", "_V", "_A", "_ohm", "_sec", "_J")
 
 
@@ -65,23 +66,14 @@ def _validate(doc: dict, path) -> dict[str, dict[str, Any]]:
                     path=path,
                     key=dotted,
                 )
-            types = SCHEMA[table][key][0]
-            if isinstance(types[0], str):
-                if v not in types:
-                    raise ConfigError(
-                        f"must be one of {', '.join(types)}, got {v!r}", path=path, key=dotted
-                    )
-            elif isinstance(v, bool) and bool not in types or not isinstance(v, types):
-                raise ConfigError(
-                    f"expected {'/'.join(t.__name__ for t in types)}, got {v!r}",
-                    path=path,
-                    key=dotted,
-                )
-            out.setdefault(table, {})[key] = float(v) if types is FLOAT else v
+            out.setdefault(table, {})[key] = check_field(table, key, v, path)
     return out
 
 
 def _check_values(p: dict[str, dict[str, Any]], path) -> None:
+    """What no single field's range says: the relations between fields (each field's own
+    type and range is :func:`analogebl.hardware.schema.check_field`, in :func:`_validate`)."""
+
     def bad(key, msg):
         raise ConfigError(msg, path=path, key=key)
 
@@ -90,55 +82,16 @@ def _check_values(p: dict[str, dict[str, Any]], path) -> None:
         bad("conductance.g_min_S", f"g_min_S ({c['g_min_S']}) must be < g_max_S ({c['g_max_S']})")
     if c["mapping"] == "differential" and (c["g_min_S"] < 0 or math.isinf(c["g_max_S"])):
         bad("conductance.g_max_S", "a differential pair needs 0 <= g_min_S < g_max_S < inf")
-    for table, keys in SCHEMA.items():
-        for key in keys:
-            v = p[table][key]
-            dotted = f"{table}.{key}"
-            if (
-                key.endswith(("_std", "_prob", "_rel", "_lsb", "_fraction"))
-                or key
-                in (
-                    "c2c_std",
-                    "noise_abs_S",
-                    "t_read_sec",
-                    "drift_nu_std",
-                    "epoch_interval_sec",
-                )
-                or key.startswith("t_write")
-            ):
-                if isinstance(v, int | float) and v < 0:
-                    bad(dotted, f"must be >= 0, got {v}")
-            if key == "bits" and not 0 <= v <= 32:
-                bad(dotted, f"bits must be 0 (exact) or 1..32, got {v}")
-    for key in ("stuck_prob", "stuck_on_fraction"):
-        if p["faults"][key] > 1:
-            bad(f"faults.{key}", "must be a fraction in [0, 1]")
     u = p["update"]
-    for k in ("n_states", "max_pulses"):  # absent (None) means continuous / no cap
-        if u[k] is not None and u[k] < 1:
-            bad(
-                f"update.{k}",
-                f"must be >= 1, got {u[k]} (leave the key out for "
-                + ("continuous steps)" if k == "n_states" else "no cap)"),
-            )
-    if p["rng"]["device_seed"] is not None and p["rng"]["device_seed"] < 0:
-        bad("rng.device_seed", f"must be >= 0, got {p['rng']['device_seed']}")
-    if not 0 < u["refresh_at"] <= 1:
-        bad("update.refresh_at", "must be in (0, 1]")
     if u["model"] != "ideal" and c["mapping"] == "ideal_signed":
         bad("update.model", 'a device model needs conductance.mapping = "differential"')
     if u["model"] != "ideal" and u["n_states"] is None:
         bad("update.n_states", "a device model needs n_states >= 1 (its step size)")
     if u["unidirectional"] and u["model"] == "ideal":
         bad("update.unidirectional", "needs a device model")
-    for k in ("a_norm_up", "a_norm_down"):
-        if u[k] <= 0:
-            bad(f"update.{k}", "must be > 0")
     for t in ("dac", "adc"):
         if p[t]["bits"] and not p[t]["v_min_V"] < p[t]["v_max_V"]:
             bad(f"{t}.v_min_V", "v_min_V must be < v_max_V")
-    if p["energy"]["v_read_V"] <= 0:
-        bad("energy.v_read_V", "must be > 0")
     if p["neuron"]["v_low_V"] >= p["neuron"]["v_high_V"]:
         bad("neuron.v_low_V", "v_low_V must be < v_high_V")
 
@@ -206,8 +159,17 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _resolve(name_or_path: str, seen: tuple[str, ...]) -> tuple[dict, Path]:
+def _resolve(name_or_path: str, seen: tuple[Path, ...]) -> tuple[dict, Path]:
+    """The profile's document merged over its ancestors'; ``seen``: the files of the
+    profiles that extend it (a file met twice is a cycle, whatever the names inside)."""
     path = Path(find_entry("hardware_profiles", name_or_path))
+    if path.resolve() in seen:
+        chain = " -> ".join(p.name for p in (*seen, path.resolve()))
+        raise ConfigError(f"inheritance cycle: {chain}", path=seen[-1], key="profile.extends")
+    if len(seen) >= _MAX_DEPTH:
+        raise ConfigError(
+            f"inheritance deeper than {_MAX_DEPTH} profiles", path=seen[-1], key="profile.extends"
+        )
     doc = read_toml(path)
     head = doc.get("profile", {})
     if not isinstance(head, dict):
@@ -232,15 +194,11 @@ def _resolve(name_or_path: str, seen: tuple[str, ...]) -> tuple[dict, Path]:
     _validate(doc, path)
     parent = head.get("extends")
     if parent:
-        if parent in seen or parent == head["name"]:
-            raise ConfigError(
-                f"inheritance cycle: {' -> '.join(seen + (parent,))}",
-                path=path,
-                key="profile.extends",
-            )
         try:
-            base, _ = _resolve(parent, seen + (head["name"],))
+            base, _ = _resolve(parent, (*seen, path.resolve()))
         except ConfigError as exc:
+            if exc.message.startswith(("inheritance cycle", "inheritance deeper")):
+                raise  # named once, by the file that closes the cycle
             raise ConfigError(
                 f"cannot load parent profile: {exc}", path=path, key="profile.extends"
             ) from None

@@ -8,8 +8,12 @@ a tuple of allowed strings; a default of ``None`` means "not set" (the effect is
 from __future__ import annotations
 
 import math
+from typing import Any
 
-__all__ = ["FLOAT", "INERT", "SCHEMA"]
+from analogebl.errors import ConfigError
+from analogebl.spec import Range
+
+__all__ = ["FLOAT", "INERT", "RANGES", "SCHEMA", "check_field"]
 
 _F, _I, _B, _S, _L = (float, int), (int,), (bool,), (str,), (list,)
 FLOAT = _F  #: the type tuple of float fields (ints are accepted and converted)
@@ -175,3 +179,120 @@ INERT = (
         ("update", "rule"),
     }
 )
+
+_ANY = Range()  # any finite number
+_POS, _NONNEG = Range(0.0, lo_open=True), Range(0.0)
+_FRAC = Range(0.0, 1.0)
+_BITS = Range(0, 32, integer=True)
+_COUNT, _SEED = Range(1, integer=True), Range(0, integer=True)
+_OFF_AT_INF = Range(0.0, lo_open=True, infinite=True)  # > 0, inf = the effect is off
+
+# (table, key) -> the accepted values of every numeric field (every float: finite unless the
+# range says inf is "off"); a list field's range applies to each element
+RANGES: dict[tuple[str, str], Range] = {
+    ("conductance", "g_min_S"): Range(infinite=True),  # -inf: no lower bound (ideal_signed)
+    ("conductance", "g_max_S"): Range(infinite=True),
+    ("update", "n_states"): _COUNT,
+    ("update", "step_scale_up"): _POS,
+    ("update", "step_scale_down"): _POS,
+    ("update", "gamma_up"): _ANY,
+    ("update", "gamma_down"): _ANY,
+    ("update", "a_norm_up"): _OFF_AT_INF,
+    ("update", "a_norm_down"): _OFF_AT_INF,
+    ("update", "asymmetry"): Range(-1.0, 1.0),
+    ("update", "exp_a"): _ANY,
+    ("update", "exp_b"): _ANY,
+    ("update", "exp_gamma_up"): _ANY,
+    ("update", "exp_gamma_down"): _ANY,
+    ("update", "exp_A_up"): _ANY,
+    ("update", "exp_A_down"): _ANY,
+    ("update", "max_pulses"): _COUNT,
+    ("update", "refresh_at"): Range(0.0, 1.0, lo_open=True),
+    ("update", "reset_g_rel"): _FRAC,
+    ("update", "reset_std_rel"): _NONNEG,
+    **{
+        ("variability", k): _NONNEG
+        for k in SCHEMA["variability"]
+        if SCHEMA["variability"][k][0] is _F
+    },
+    ("faults", "stuck_prob"): _FRAC,
+    ("faults", "stuck_on_fraction"): _FRAC,
+    ("read", "noise_rel"): _NONNEG,
+    ("read", "noise_abs_S"): _NONNEG,
+    ("retention", "drift_nu"): _NONNEG,
+    ("retention", "drift_nu_std"): _NONNEG,
+    ("retention", "drift_t0_sec"): _POS,
+    ("retention", "epoch_interval_sec"): _NONNEG,
+    ("retention", "decay_lifetime_sec"): _NONNEG,
+    ("retention", "prog_noise_poly_S"): _ANY,
+    ("array", "tile_rows"): Range(0, integer=True),
+    ("array", "tile_cols"): Range(0, integer=True),
+    **{
+        ("array", k): _NONNEG
+        for k in (
+            "r_wire_ohm",
+            "r_row_terminal_ohm",
+            "r_col_terminal_ohm",
+            "r_access_ohm",
+            "i_col_max_A",
+        )
+    },
+    ("dac", "bits"): _BITS,
+    ("dac", "v_min_V"): _ANY,
+    ("dac", "v_max_V"): _ANY,
+    ("dac", "noise_V"): _NONNEG,
+    ("adc", "bits"): _BITS,
+    ("adc", "v_min_V"): _ANY,
+    ("adc", "v_max_V"): _ANY,
+    ("adc", "noise_lsb"): _NONNEG,
+    ("nudge", "bits"): _BITS,
+    ("nudge", "i_max_A"): _OFF_AT_INF,
+    ("neuron", "v_low_V"): _ANY,
+    ("neuron", "v_high_V"): _ANY,
+    ("neuron", "diode_vth_V"): _ANY,
+    ("neuron", "diode_r_on_ohm"): _NONNEG,
+    ("neuron", "diode_r_off_ohm"): Range(0.0, infinite=True),
+    ("neuron", "amplifier_gain"): _POS,
+    ("energy", "v_read_V"): _POS,
+    ("energy", "t_read_sec"): _NONNEG,
+    ("energy", "v_write_up_V"): _ANY,
+    ("energy", "v_write_down_V"): _ANY,
+    ("energy", "t_write_up_sec"): _NONNEG,
+    ("energy", "t_write_down_sec"): _NONNEG,
+    ("energy", "e_adc_J"): _NONNEG,
+    ("energy", "e_dac_J"): _NONNEG,
+    ("rng", "device_seed"): _SEED,
+}
+_HINTS = {
+    ("update", "n_states"): " (leave the key out for continuous steps)",
+    ("update", "max_pulses"): " (leave the key out for no cap)",
+    ("dac", "bits"): " (0: exact)",
+    ("adc", "bits"): " (0: exact)",
+}
+
+
+def check_field(table: str, key: str, v: Any, path=None) -> Any:
+    """The one check of a profile field's given value: its type (an enum's strings, bool,
+    str, a list of numbers) and, for numbers, its :data:`RANGES` entry (finite unless inf
+    means "off"). Returns the value (a float field's int as float); a bad one raises
+    :class:`ConfigError` naming ``path``, ``table.key`` and what is accepted."""
+    types = SCHEMA[table][key][0]
+    dotted = f"{table}.{key}"
+    if isinstance(types[0], str):
+        if not isinstance(v, str) or v not in types:
+            raise ConfigError(
+                f"must be one of {', '.join(types)}, got {v!r}", path=path, key=dotted
+            )
+        return v
+    if types in (_B, _S):
+        if not isinstance(v, types[0]):
+            raise ConfigError(f"expected {types[0].__name__}, got {v!r}", path=path, key=dotted)
+        return v
+    rng = RANGES[(table, key)]
+    if types is _L:
+        if not isinstance(v, list):
+            raise ConfigError(
+                f"expected a list of numbers ({rng.describe()}), got {v!r}", path=path, key=dotted
+            )
+        return [rng.check(dotted, x, path, hint=_HINTS.get((table, key), "")) for x in v]
+    return rng.check(dotted, v, path, hint=_HINTS.get((table, key), ""))
