@@ -21,6 +21,7 @@ File format (all keys validated, unknown keys rejected)::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from analogebl.circuit.description import (
     Pool,
 )
 from analogebl.errors import ConfigError
+from analogebl.memory import check_fits
+from analogebl.spec import COUNT, POSITIVE, Range
 
 __all__ = ["load_circuit", "circuit_from_dict"]
 
@@ -42,6 +45,13 @@ _INPUT = {"channels", "size", "features"}
 _DEFAULTS = {"num_classes", "width", "bias_gain"}
 _HIDDEN = {"coupling", "channels", "units", "pool", "gain", "kernel_size", "padding"}
 _OUTPUT = {"gain"}
+
+
+def _table(doc: dict, key: str, path, prefix: str = "") -> dict:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a table, got {value!r}", path=path, key=prefix + key)
+    return value
 
 
 def _check_keys(table: dict, allowed: set[str], path, prefix: str) -> None:
@@ -53,15 +63,28 @@ def _check_keys(table: dict, allowed: set[str], path, prefix: str) -> None:
 
 
 def _positive_int(value: Any, path, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"must be a positive integer, got {value!r}", path=path, key=key)
-    return value
+    return COUNT.check(key, value, path)
 
 
 def _positive_float(value: Any, path, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"must be a positive number, got {value!r}", path=path, key=key)
-    return float(value)
+    return POSITIVE.check(key, value, path)
+
+
+def _scaled(n: int, width: float) -> int:
+    """A hidden layer's size after the width override (at least 1)."""
+    return max(1, round(n * width))
+
+
+def _entry_params(h: dict, prev_channels: int, width: float) -> int:
+    """Lower bound on the parameters of one more copy of ``[[hidden]]`` entry ``h`` after a
+    layer of ``prev_channels`` channels/units (a repeated entry meets itself)."""
+    if h.get("coupling") == "conv":
+        n, ks = h.get("channels"), h.get("kernel_size", 3)
+        if isinstance(n, int) and isinstance(ks, int) and n > 0 and ks > 0:
+            return _scaled(n, width) * prev_channels * ks * ks
+        return 1
+    n = h.get("units")
+    return _scaled(n, width) * prev_channels if isinstance(n, int) and n > 0 else 1
 
 
 def circuit_from_dict(
@@ -74,6 +97,7 @@ def circuit_from_dict(
     gains: list[float] | None = None,
     pool: str | None = None,
     depth: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> Circuit:
     """Build a :class:`Circuit` from a parsed circuit file, applying the overrides.
 
@@ -81,30 +105,61 @@ def circuit_from_dict(
     replaces every coupling's gain (one value per coupling, bottom to top); ``pool``
     replaces the pooling of every conv coupling; ``depth`` sets the number of hidden layers
     (the file's first ``depth`` ``[[hidden]]`` entries, the last one repeated as needed).
-    """
-    _check_keys(doc, _TOP, path, "")
-    inp = doc.get("input", {})
-    _check_keys(inp, _INPUT, path, "input.")
-    defaults = doc.get("defaults", {})
-    _check_keys(defaults, _DEFAULTS, path, "defaults.")
-    hidden = doc.get("hidden", [])
-    if depth is not None:
-        depth = _positive_int(depth, path, "depth")
-        if not hidden:
-            raise ConfigError(
-                "depth needs at least one [[hidden]] layer to repeat", path=path, key="depth"
-            )
-        hidden = list(hidden[:depth]) + [hidden[-1]] * max(0, depth - len(hidden))
-    output = doc.get("output", {})
-    _check_keys(output, _OUTPUT, path, "output.")
+    ``input_shape``: the shape of one input sample (the dataset's ``(C, H, W)`` after
+    padding) the circuit's input layer must take.
 
+    Every value is checked (finite, in range, the right type), every layer must keep a
+    size >= 1 (a kernel larger than its padded input, a 2x2 pool of an odd size are refused)
+    and the parameters must fit in memory (:mod:`analogebl.memory`), all before any array
+    is drawn. A bad value in the file raises :class:`ConfigError` naming ``path`` and the
+    key; a bad override names ``circuit.<override>`` (the study key) without a path.
+    """
+    if not isinstance(doc, dict):
+        raise ConfigError("expected a TOML table", path=path)
+    _check_keys(doc, _TOP, path, "")
+    if "description" in doc and not isinstance(doc["description"], str):
+        raise ConfigError("expected a string", path=path, key="description")
+    inp = _table(doc, "input", path)
+    _check_keys(inp, _INPUT, path, "input.")
+    defaults = _table(doc, "defaults", path)
+    _check_keys(defaults, _DEFAULTS, path, "defaults.")
+    output = _table(doc, "output", path)
+    _check_keys(output, _OUTPUT, path, "output.")
+    hidden = doc.get("hidden", [])
+    if not isinstance(hidden, list) or not all(isinstance(h, dict) for h in hidden):
+        raise ConfigError("expected [[hidden]] tables", path=path, key="hidden")
+    for i, h in enumerate(hidden):
+        _check_keys(h, _HIDDEN, path, f"hidden[{i}].")
+
+    file_width = _positive_float(defaults.get("width", 1.0), path, "defaults.width")
     if width is None:
-        width = defaults.get("width", 1.0)
-    width = _positive_float(width, path, "defaults.width")
+        width = file_width
+    else:
+        width = _positive_float(width, None, "circuit.width")
     if num_classes is None:
-        num_classes = defaults.get("num_classes", 10)
+        num_classes = _positive_int(defaults.get("num_classes", 10), path, "defaults.num_classes")
     num_classes = _positive_int(num_classes, path, "defaults.num_classes")
     bias_gain = _positive_float(defaults.get("bias_gain", 0.5), path, "defaults.bias_gain")
+    n_hidden = len(hidden)
+    if depth is not None:
+        depth = _positive_int(depth, None, "circuit.depth")
+        if not hidden:
+            raise ConfigError(
+                f"circuit {name} has no [[hidden]] layer to repeat for depth {depth}",
+                key="circuit.depth",
+            )
+        if depth > len(hidden):  # the last entry repeated: refuse before building layers
+            last = hidden[-1]
+            per = _entry_params(last, _entry_params(last, 1, width), width)
+            check_fits(
+                8 * (depth - len(hidden)) * per,
+                f"circuit {name} at depth {depth}",
+                key="circuit.depth",
+            )
+        n_hidden = depth
+
+    def entry(i: int) -> dict:  # no list of `depth` entries is ever built
+        return hidden[min(i, len(hidden) - 1)]
 
     if "features" in inp:
         if "size" in inp or "channels" in inp:
@@ -117,24 +172,38 @@ def circuit_from_dict(
             )
         size = inp["size"]
         if not (isinstance(size, list) and len(size) == 2):
-            raise ConfigError("must be [H, W]", path=path, key="input.size")
+            raise ConfigError(f"must be [H, W], got {size!r}", path=path, key="input.size")
+        if "channels" in inp:
+            _positive_int(inp["channels"], path, "input.channels")
         c = in_channels if in_channels is not None else inp.get("channels", 1)
         c = _positive_int(c, path, "input.channels")
         shape = (c, *(_positive_int(s, path, "input.size") for s in size))
+    if input_shape is not None:
+        _check_input(shape, tuple(input_shape), path, "features" in inp)
 
-    n_couplings = len(hidden) + 1
-    if gains is not None and len(gains) != n_couplings:
-        raise ConfigError(
-            f"needs {n_couplings} gains (one per coupling), got {len(gains)}",
-            path=path,
-            key="gains",
-        )
+    n_couplings = n_hidden + 1
+    if gains is not None:
+        if not isinstance(gains, list | tuple) or len(gains) != n_couplings:
+            raise ConfigError(
+                f"circuit {name} needs {n_couplings} gains (one per coupling), got {gains!r}",
+                key="circuit.gains",
+            )
+        gains = [_positive_float(g, None, "circuit.gains") for g in gains]
+    if pool is not None:
+        if pool not in (p.value for p in Pool):
+            raise ConfigError(f"must be max, avg or none, got {pool!r}", key="circuit.pool")
+        if not any(h.get("coupling") == "conv" for h in hidden[:n_hidden]):
+            raise ConfigError(
+                f"circuit {name} has no conv coupling to pool (its couplings are dense)",
+                key="circuit.pool",
+            )
 
     layers = [Layer("x", shape, Activation.INPUT)]
     couplings: list[Coupling] = []
-    for i, h in enumerate(hidden):
-        key = f"hidden[{i}]."
-        _check_keys(h, _HIDDEN, path, key)
+    for i in range(n_hidden):
+        h = entry(i)
+        j = min(i, len(hidden) - 1)  # the file's entry (keys name it)
+        key = f"hidden[{j}]."
         kind_s = h.get("coupling")
         try:
             kind = CouplingKind(kind_s)
@@ -142,12 +211,13 @@ def circuit_from_dict(
             raise ConfigError(
                 f"must be 'dense' or 'conv', got {kind_s!r}", path=path, key=key + "coupling"
             ) from None
-        gain = gains[i] if gains is not None else h.get("gain", 0.5)
-        gain = _positive_float(gain, path, key + "gain")
+        if gains is not None:
+            gain = gains[i]
+        else:
+            gain = _positive_float(h.get("gain", 0.5), path, key + "gain")
         pre = layers[-1]
         if kind is CouplingKind.CONV:
-            n = _positive_int(h.get("channels"), path, key + "channels")
-            n = max(1, round(n * width))
+            n = _scaled(_positive_int(h.get("channels"), path, key + "channels"), width)
             p_s = pool if pool is not None else h.get("pool", "max")
             try:
                 p = Pool(p_s)
@@ -156,7 +226,7 @@ def circuit_from_dict(
                     f"must be max, avg or none, got {p_s!r}", path=path, key=key + "pool"
                 ) from None
             ks = _positive_int(h.get("kernel_size", 3), path, key + "kernel_size")
-            pad = h.get("padding", 1)
+            pad = Range(0, ks - 1, integer=True).check(key + "padding", h.get("padding", 1), path)
             if len(pre.shape) != 3:
                 raise ConfigError(
                     "a conv coupling needs a (C, H, W) layer below it",
@@ -165,7 +235,22 @@ def circuit_from_dict(
                 )
             hh = pre.shape[1] + 2 * pad - ks + 1
             ww = pre.shape[2] + 2 * pad - ks + 1
+            if hh < 1 or ww < 1:
+                raise ConfigError(
+                    f"a {ks}x{ks} kernel (padding {pad}) does not fit layer {pre.name} of "
+                    f"size {pre.shape[1]}x{pre.shape[2]} (layer {i + 1} would be {hh}x{ww})",
+                    path=path,
+                    key=key + "kernel_size",
+                )
             if p is not Pool.NONE:
+                if hh % 2 or ww % 2:
+                    where = "pool" if pool is None else None
+                    raise ConfigError(
+                        f"2x2 pooling needs even sizes, layer {i + 1} is {hh}x{ww} before "
+                        'pooling (pool = "none", or another kernel_size/padding)',
+                        path=path if where else None,
+                        key=key + "pool" if where else "circuit.pool",
+                    )
                 hh, ww = hh // 2, ww // 2
             post_shape: tuple[int, ...] = (n, hh, ww)
             coupling = Coupling(f"W{i + 1}", i, kind, gain, ks, pad, p)
@@ -173,21 +258,60 @@ def circuit_from_dict(
             for bad in ("pool", "channels", "kernel_size", "padding"):
                 if bad in h:
                     raise ConfigError("not allowed for a dense coupling", path=path, key=key + bad)
-            n = _positive_int(h.get("units"), path, key + "units")
-            post_shape = (max(1, round(n * width)),)
+            n = _scaled(_positive_int(h.get("units"), path, key + "units"), width)
+            post_shape = (n,)
             coupling = Coupling(f"W{i + 1}", i, kind, gain)
         layers.append(Layer(f"h{i + 1}", post_shape, Activation.HARD_SIGMOID))
         couplings.append(coupling)
-    gain = gains[-1] if gains is not None else output.get("gain", 0.5)
-    gain = _positive_float(gain, path, "output.gain")
-    couplings.append(Coupling(f"W{len(hidden) + 1}", len(hidden), CouplingKind.DENSE, gain))
+    if gains is not None:
+        gain = gains[-1]
+    else:
+        gain = _positive_float(output.get("gain", 0.5), path, "output.gain")
+    couplings.append(Coupling(f"W{n_hidden + 1}", n_hidden, CouplingKind.DENSE, gain))
     layers.append(Layer("out", (num_classes,), Activation.LINEAR))
     try:
-        return Circuit(
+        circuit = Circuit(
             name, tuple(layers), tuple(couplings), bias_gain, description=doc.get("description", "")
         )
     except ConfigError as exc:
         raise ConfigError(str(exc), path=path) from None
+    shapes = circuit.parameter_shapes()
+    n_par = sum(math.prod(s) for s in shapes.values())
+    big = max(range(len(couplings)), key=lambda k: math.prod(shapes[couplings[k].name]))
+    if overridden := (width != file_width):
+        where, key = None, "circuit.width"  # the study's override made it this large
+    elif big < n_hidden:
+        j = min(big, len(hidden) - 1)
+        where, key = path, f"hidden[{j}]." + ("channels" if "channels" in entry(big) else "units")
+    else:
+        where, key = path, "input.features" if "features" in inp else "defaults.num_classes"
+    check_fits(  # its float64 parameters alone, before init_parameters draws them
+        8 * n_par,
+        f"circuit {name} ({n_par:,} parameters{', width ' + f'{width:g}' if overridden else ''})",
+        path=where,
+        key=key,
+    )
+    return circuit
+
+
+def _check_input(shape: tuple[int, ...], sample: tuple[int, ...], path, dense: bool) -> None:
+    """The circuit's input layer ``shape`` takes samples of shape ``sample``."""
+    if dense:
+        n = math.prod(sample)
+        if shape[0] != n:
+            raise ConfigError(
+                f"the input layer has {shape[0]} features but the dataset's samples have "
+                f"{n} ({'x'.join(map(str, sample))})",
+                path=path,
+                key="input.features",
+            )
+    elif tuple(shape[1:]) != tuple(sample[-2:]) or len(sample) != 3:
+        raise ConfigError(
+            f"the input layer is {'x'.join(map(str, shape[1:]))} but the dataset's samples "
+            f"are {'x'.join(map(str, sample))} (set pad_to, or size = [H, W] to match)",
+            path=path,
+            key="input.size",
+        )
 
 
 def load_circuit(name: str, **overrides) -> Circuit:
