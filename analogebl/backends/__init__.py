@@ -21,12 +21,38 @@ import logging
 from analogebl.backends.engine import Backend
 from analogebl.errors import ConfigError
 from analogebl.plan import Plan
+from analogebl.spec import check_device as spec_check_device
 
-__all__ = ["BACKENDS", "Backend", "auto_backend", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "auto_backend", "check_device", "make_backend"]
 
 BACKENDS = ("auto", "reference", "torch", "numba")
 _log = logging.getLogger(__name__)
 _logged: set[str] = set()
+
+
+def check_device(backend: str, device: str | None, key: str = "device") -> None:
+    """Refuse (:class:`ConfigError` naming ``key``) a ``device`` that ``backend`` would not
+    run on, or that this machine lacks: a name other than cpu / cuda / cuda:N, a GPU for
+    numba or the reference backend (CPU only), CUDA where torch has none, or a CUDA index
+    beyond the devices present. ``None`` (the backend's choice) always passes."""
+    spec_check_device(backend, device, key)
+    if device is None or not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "this torch is built without CUDA" if torch.version.cuda is None else (
+            "no CUDA device is visible"
+        )  # fmt: skip
+        raise ConfigError(f"device {device!r} is not available: {why} (use cpu)", key=key)
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ConfigError(
+            f"device {device!r} is not available: this machine has {count} CUDA device(s) "
+            f"(cuda:0..cuda:{count - 1})",
+            key=key,
+        )
 
 
 def auto_backend(plan: Plan, device: str | None = None) -> tuple[str, str | None]:
@@ -44,7 +70,9 @@ def auto_backend(plan: Plan, device: str | None = None) -> tuple[str, str | None
 def make_backend(
     name: str, plan: Plan, dtype: str = "float32", device: str | None = None
 ) -> Backend:
-    """Instantiate backend ``name`` for ``plan``."""
+    """Instantiate backend ``name`` for ``plan`` on ``device`` (checked by
+    :func:`check_device` first)."""
+    check_device(name, device)
     if name == "auto":
         name, device = auto_backend(plan, device)
         msg = f"backend auto -> {name} on {device or 'cpu'}"
