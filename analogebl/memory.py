@@ -236,7 +236,7 @@ def check_run_memory(
     est = estimate_run(spec, circuit, n_in=n_in, num_classes=num_classes, profile=profile)
     check_fits(
         est.total,
-        f"run {spec.run_id}",
+        f"run {spec.run_id!r}",
         path=path,
         key=est.key,
         available=available,
