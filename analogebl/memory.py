@@ -55,6 +55,8 @@ _DEVICE_ARRAYS = 16  # float64 arrays per device of a crossbar (hardware/devices
 
 def format_bytes(n: float) -> str:
     """``n`` bytes in words (``512 B``, ``3.2 GB``, ``4.1 TB``; powers of 1000)."""
+    if n >= 10**21:  # beyond exabytes (and beyond float range, for a width of 1e300)
+        return f"10^{len(str(int(n))) - 1} B"
     for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB"):
         if abs(n) < 1000 or unit == "EB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -175,7 +177,14 @@ def _model_sizes(name: str, n_in: int, hidden: int, n_out: int, ffn_mult: int = 
 
 
 def estimate_run(
-    spec, circuit=None, *, n_in: int | None = None, num_classes: int | None = None, profile=None
+    spec,
+    circuit=None,
+    *,
+    n_in: int | None = None,
+    num_classes: int | None = None,
+    profile=None,
+    n_train: int | None = None,
+    n_eval: int | None = None,
 ) -> MemoryEstimate:
     """Estimate the bytes of run ``spec`` (a :class:`analogebl.spec.RunSpec`).
 
@@ -189,6 +198,8 @@ def estimate_run(
         Input features and classes of the dataset (a recurrent model's sizes).
     profile : HardwareProfile, optional
         The loaded profile; a non-ideal one adds the devices' state.
+    n_train, n_eval : int, optional
+        Training and evaluation images: a batch holds at most that many.
     """
     item = 8 if spec.dtype == "float64" else 4
     if spec.model is not None:
@@ -212,12 +223,13 @@ def estimate_run(
     }
     if opt == "natural_ep":
         parts["optimizer state"] += sum(a * a + b * b for a, b in factors) * item
-    batch = max(spec.data.batch_size * _PHASES, spec.data.eval_batch_size)
-    parts["node states"] = sum(states) * batch * item
+    train = min(spec.data.batch_size, n_train or spec.data.batch_size) * _PHASES
+    evaluate = min(spec.data.eval_batch_size, n_eval or spec.data.eval_batch_size)
+    parts["node states"] = sum(states) * max(train, evaluate) * item
     if profile is not None and not profile.is_ideal:
         parts["hardware devices"] = weights * 2 * _DEVICE_ARRAYS * 8
     if parts["node states"] > parts["parameters"] + parts["optimizer state"]:
-        key = "batch_size" if spec.data.batch_size * _PHASES >= batch else "eval_batch_size"
+        key = "batch_size" if train >= evaluate else "eval_batch_size"
     return MemoryEstimate(parts, key)
 
 
@@ -228,12 +240,22 @@ def check_run_memory(
     n_in: int | None = None,
     num_classes: int | None = None,
     profile=None,
+    n_train: int | None = None,
+    n_eval: int | None = None,
     path=None,
     available: int | None = None,
 ) -> MemoryEstimate:
     """:func:`estimate_run`, refused with the estimate (needed vs available, by part) when it
     exceeds :func:`available_bytes`; returns the estimate otherwise."""
-    est = estimate_run(spec, circuit, n_in=n_in, num_classes=num_classes, profile=profile)
+    est = estimate_run(
+        spec,
+        circuit,
+        n_in=n_in,
+        num_classes=num_classes,
+        profile=profile,
+        n_train=n_train,
+        n_eval=n_eval,
+    )
     check_fits(
         est.total,
         f"run {spec.run_id!r}",

@@ -285,9 +285,10 @@ def circuit_from_dict(
         where, key = path, f"hidden[{j}]." + ("channels" if "channels" in entry(big) else "units")
     else:
         where, key = path, "input.features" if "features" in inp else "defaults.num_classes"
+    count = f"{n_par:,}" if n_par < 10**15 else f"10^{len(str(n_par)) - 1}"
     check_fits(  # its float64 parameters alone, before init_parameters draws them
         8 * n_par,
-        f"circuit {name} ({n_par:,} parameters{', width ' + f'{width:g}' if overridden else ''})",
+        f"circuit {name} ({count} parameters{', width ' + f'{width:g}' if overridden else ''})",
         path=where,
         key=key,
     )

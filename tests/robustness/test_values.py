@@ -339,11 +339,12 @@ def test_inheritance_cycle_with_names_unlike_the_files(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- memory
-def test_a_width_that_needs_terabytes_is_refused_fast(tmp_path, data_dir, capsys):
-    f = _study(tmp_path, GOOD.replace('"tiny_dense"', '"tiny_dense"\nwidth = 2e4'))
+@pytest.mark.parametrize("width", ["2e4", "1e300"])
+def test_a_width_that_needs_terabytes_is_refused_fast(width, tmp_path, data_dir, capsys):
+    f = _study(tmp_path, GOOD.replace('"tiny_dense"', f'"tiny_dense"\nwidth = {width}'))
     t0 = time.perf_counter()
     line = _refused(tmp_path, ["study", "run", str(f), "--out", "out"],
-                    ["circuit.width", "TB", "available"], capsys)  # fmt: skip
+                    ["circuit.width", "B of memory", "available"], capsys)  # fmt: skip
     assert time.perf_counter() - t0 < 10, "refused only after allocating"
     assert "study.toml" in line
 
@@ -394,6 +395,7 @@ def test_memory_estimate_parts_and_refusal():
     big = _spec(batch_size=10**9)
     with pytest.raises(ConfigError, match="batch_size"):
         check_run_memory(big, circuit, available=10**12)
+    check_run_memory(big, circuit, available=10**9, n_train=64, n_eval=64)  # 64 per batch
     model = _spec(**{"circuit.name": None, "model.name": "looped_mlp", "model.hidden": 10**7})
     with pytest.raises(ConfigError, match="model.hidden"):
         check_run_memory(model, None, n_in=784, num_classes=10)
