@@ -295,7 +295,32 @@ class Network:
                 optimizer.observe(b, f, s1, s2, b1, b2)
 
         grads, last = estimate(b, rule, free, target, schedule, observer)
+        metrics = {"cost": cost, "error": error, "energy": energy, "residual": residual}
+        metrics.update(self._convergence(free, last, rule, target))
         iterations = free_iterations + 2 * getattr(rule, "iterations", 0)  # read energy
         updater.step(b.params, grads, b, free, iterations)
         self._warm = last
-        return {"cost": cost, "error": error, "energy": energy, "residual": residual}
+        return metrics
+
+    def _convergence(self, free, last, rule: Rule, target) -> dict[str, float]:
+        """Is the step's physics where the rule's theory needs it? (cheap: one field per
+        layer)
+
+        ``residual_nudged``: ``max |s - act(h)|`` of the rule's second state under its own
+        phase (``F = E + beta2 C`` for EP, the output clamped for CpL/CL) after
+        ``rule.iterations``; EP/CpL estimates assume both states are equilibria, and a
+        residual comparable to the contrast ``s2 - s1`` makes the estimate noise.
+        ``pinned_<layer>``: the fraction of a hidden layer's units at a diode clamp (0 or 1)
+        in the free state; a layer whose units are all pinned passes no contrast, so every
+        coupling below it stops learning.
+        """
+        b = self.backend
+        out: dict[str, float] = {}
+        if isinstance(rule, EquilibriumPropagation):
+            out["residual_nudged"] = b.residual(last, beta=rule.betas[1], target=target)
+        elif isinstance(rule, ContrastiveLearning):
+            out["residual_nudged"] = b.residual(last, clamp_output=True)
+        for name, s in zip(self.layer_names[1:-1], free[1:-1], strict=True):
+            a = b.to_numpy(s)
+            out[f"pinned_{name}"] = float(np.mean((a <= 0.0) | (a >= 1.0)))
+        return out
