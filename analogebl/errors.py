@@ -33,19 +33,24 @@ class ConfigError(AnalogeblError, ValueError):
     path : str or Path, optional
         The file the value came from.
     key : str, optional
-        The dotted key of the value inside that file.
+        The dotted key of the value inside that file, or a command-line flag (``--tier``).
+
+    Notes
+    -----
+    The message reads ``PATH, key 'KEY': MESSAGE`` for a key of a file and
+    ``PATH: --FLAG: MESSAGE`` for a flag (each part left out when not given).
     """
 
     def __init__(self, message: str, path: str | Path | None = None, key: str | None = None):
         self.message = message  # without the file / key prefix (to re-raise with a path)
         self.path = None if path is None else str(path)
         self.key = key
-        where = []
-        if self.path is not None:
-            where.append(self.path)
-        if key is not None:
+        where = [] if self.path is None else [self.path]
+        if key is not None and key.startswith("--"):  # a flag is named as it is typed
+            where = [": ".join([*where, key])]
+        elif key is not None:
             where.append(f"key '{key}'")
-        prefix = ": ".join([", ".join(where)]) + ": " if where else ""
+        prefix = ", ".join(where) + ": " if where else ""
         super().__init__(prefix + message)
 
 
