@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -26,10 +27,10 @@ from typing import Any
 from analogebl.catalog import find_entry, read_toml
 from analogebl.errors import ConfigError
 from analogebl.spec import RunSpec
-from analogebl.study.schema import DEFAULTS, REQUIRED, SCHEMA
+from analogebl.study.schema import DEFAULTS, REQUIRED, SCHEMA, check_document
 from analogebl.tomlio import dumps, nest
 
-__all__ = ["StudyConfig", "load_study", "parse_set", "run_id_slug", "SCHEMA", "TIERS"]
+__all__ = ["StudyConfig", "check_flag", "load_study", "parse_set", "run_id_slug", "SCHEMA", "TIERS"]
 
 # short names of sweep axes in run identifiers
 _AXIS_LABEL = {
@@ -99,6 +100,18 @@ def _flatten(doc: dict, path, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# numeric keys that may be 0 or negative (every other number must be > 0)
+_MAY_BE_ZERO = (
+    "seed",
+    "optimizer.weight_decay",
+    "optimizer.momentum",
+    "optimizer.spectral_cap",
+    "optimizer.kfac_decay",
+    "rule.homeostasis",
+    "rule.temperature",
+)
+
+
 def _check_text(text: str, path, key: str, what: str = "a value") -> None:
     """``text`` can be recorded: no NUL (no file name or HDF5 text holds one) and valid
     Unicode (bytes of a command line that were not UTF-8 arrive as lone surrogates)."""
@@ -112,39 +125,36 @@ def _check_text(text: str, path, key: str, what: str = "a value") -> None:
                           path=path, key=key) from None  # fmt: skip
 
 
-def _check(key: str, value: Any, path) -> Any:
+def _check(key: str, value: Any, path, name: str | None = None) -> Any:
+    """``value`` of the schema key ``key`` has an allowed type (and is > 0 where the schema
+    needs it); an error names ``path`` and ``name``, the value's full dotted key in the file
+    (``variants.fast.epochs``; default ``key``)."""
+    name = key if name is None else name
     if key not in SCHEMA:
-        raise ConfigError(f"unknown key; known keys: {', '.join(SCHEMA)}", path=path, key=key)
+        raise ConfigError(f"unknown key; known keys: {', '.join(SCHEMA)}", path=path, key=name)
     types = SCHEMA[key]
-    if isinstance(value, bool) and bool not in types:
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         raise ConfigError(
-            f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}", path=path, key=key
-        )
-    if not isinstance(value, types):
-        raise ConfigError(
-            f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}", path=path, key=key
+            f"expected {'/'.join(t.__name__ for t in types)}, got {value!r}", path=path, key=name
         )
     if isinstance(value, str):  # every value is recorded as text in the run file
-        _check_text(value, path, key)
+        _check_text(value, path, name)
+    # NaN is never a setting (and passes every comparison): refused in any tier, used or not
+    if any(
+        isinstance(v, float) and math.isnan(v)
+        for v in (value if isinstance(value, list) else [value])
+    ):
+        raise ConfigError(f"must be a number, got {value!r}", path=path, key=name)
     if (
         isinstance(value, int | float)
         and not isinstance(value, bool)
-        and key != "seed"
+        and key not in _MAY_BE_ZERO
         and value <= 0
-        and key
-        not in (
-            "optimizer.weight_decay",
-            "optimizer.momentum",
-            "optimizer.spectral_cap",
-            "optimizer.kfac_decay",
-            "rule.homeostasis",
-            "rule.temperature",
-        )
     ):
-        raise ConfigError(f"must be > 0, got {value!r}", path=path, key=key)
+        raise ConfigError(f"must be > 0, got {value!r}", path=path, key=name)
     if key == "threads" and isinstance(value, str) and value != "auto":
         raise ConfigError(
-            f"expected a positive integer or 'auto', got {value!r}", path=path, key=key
+            f"expected a positive integer or 'auto', got {value!r}", path=path, key=name
         )
     return value
 
@@ -152,7 +162,7 @@ def _check(key: str, value: Any, path) -> Any:
 def parse_set(item: str) -> tuple[str, Any]:
     """Parse one ``--set key=value`` (the value in TOML syntax; bare words are strings)."""
     if "=" not in item:
-        raise ConfigError(f"--set needs key=value, got {item!r}", key="--set")
+        raise ConfigError(f"needs key=value, got {item!r}", key="--set")
     key, raw = item.split("=", 1)
     key = key.strip()
     try:
@@ -164,6 +174,15 @@ def parse_set(item: str) -> tuple[str, Any]:
     if value == "none" and type(None) in SCHEMA[key]:
         value = None
     return key, _check(key, value, "--set")
+
+
+def check_flag(flag: str, key: str, value: Any) -> tuple[str, Any]:
+    """Check the value of the command-line flag ``flag`` that sets the study key ``key``
+    (``--device cuda:0`` sets ``device``) as ``--set`` would, but taken as given (no TOML
+    parsing); ``"none"`` clears a key that may be unset. An error names the flag."""
+    if value == "none" and type(None) in SCHEMA[key]:
+        value = None
+    return key, _check(key, value, None, flag)
 
 
 @dataclass(frozen=True)
@@ -241,7 +260,10 @@ class StudyConfig:
 
 
 def _split_sweep(doc: dict, path, where: str) -> tuple[dict, dict]:
-    """Pop ``sweep`` and ``per_rule`` tables from ``doc`` and validate them."""
+    """Pop ``sweep``, ``variants`` and ``per_rule`` from ``doc`` (the top level, ``where``
+    empty, or one tier, ``where`` = ``tiers.NAME.``; their shapes are already checked by
+    :func:`~analogebl.study.schema.check_document`) and check every value against the
+    schema, naming its full dotted key (``variants.fast.epochs``)."""
     sweep = {}
     for k, vals in _flatten(doc.pop("sweep", {}), path).items():
         key = f"{where}sweep.{k}"
@@ -249,27 +271,24 @@ def _split_sweep(doc: dict, path, where: str) -> tuple[dict, dict]:
             raise ConfigError(
                 f"unknown sweep axis; known keys: {', '.join(SCHEMA)}", path=path, key=key
             )
-        if not isinstance(vals, list) or not vals:
-            raise ConfigError("a sweep axis needs a non-empty list of values", path=path, key=key)
-        sweep[k] = tuple(_check(k, v, path) for v in vals)
+        sweep[k] = tuple(_check(k, v, path, key) for v in vals)
     variants = {}
     for name, table in doc.pop("variants", {}).items():
         _check_text(name, path, f"{where}variants", "a variant name")  # recorded in /meta
-        if not isinstance(table, dict):
-            raise ConfigError(
-                "expected a table of overrides", path=path, key=f"{where}variants.{name}"
-            )
-        variants[name] = {k: _check(k, v, path) for k, v in _flatten(table, path).items()}
+        flat = _flatten(table, path)
+        if "variant" in flat:
+            raise ConfigError("a variant cannot choose another variant", path=path,
+                              key=f"variants.{name}.variant")  # fmt: skip
+        variants[name] = {k: _check(k, v, path, f"variants.{name}.{k}") for k, v in flat.items()}
     if variants:
         sweep["variant"] = tuple(variants)
         sweep["variants"] = variants
     per_rule = {}
     for rule, table in doc.pop("per_rule", {}).items():
-        if not isinstance(table, dict):
-            raise ConfigError(
-                "expected a table of overrides", path=path, key=f"{where}per_rule.{rule}"
-            )
-        per_rule[rule] = {k: _check(k, v, path) for k, v in _flatten(table, path).items()}
+        prefix = f"{where}per_rule.{rule}."
+        per_rule[rule] = {
+            k: _check(k, v, path, prefix + k) for k, v in _flatten(table, path).items()
+        }
     return sweep, per_rule
 
 
@@ -278,15 +297,20 @@ def load_study(
     tier: str | None = None,
     overrides: list[tuple[str, Any]] | None = None,
     sweep_overrides: dict[str, list[Any]] | None = None,
+    flags: dict[str, str] | None = None,
 ) -> StudyConfig:
     """Load ``studies/NAME.toml``, pick a tier (default: the file's ``default_tier``) and
     apply ``overrides`` (from :func:`parse_set`; an override of a swept key replaces the
-    axis) and ``sweep_overrides`` (key -> values, e.g. ``--seeds``)."""
+    axis) and ``sweep_overrides`` (key -> values, e.g. ``--seeds``).
+
+    A refused value is named where it was set: its dotted key in the file
+    (``variants.fast.optimizer.lr``), or the command-line flag that set it (``flags``: key
+    -> flag, e.g. ``{"device": "--device", "seed": "--seeds"}``; other overrides ``--set``).
+    """
     path = Path(find_entry("studies", name))
     doc = copy.deepcopy(read_toml(path))
+    check_document(doc, path)  # tables are tables, sweep axes lists: before reading values
     tiers = doc.pop("tiers", {})
-    if not isinstance(tiers, dict):
-        raise ConfigError("expected tables [tiers.NAME]", path=path, key="tiers")
     extra = doc.pop("extra_tiers", [])
     if not (
         isinstance(extra, list)
@@ -312,21 +336,17 @@ def load_study(
             )
         table = copy.deepcopy(table)
         t_sweep, t_rule = _split_sweep(table, path, f"tiers.{t}.")
-        if "variants" in t_sweep:
-            raise ConfigError(
-                "variants are defined once, at top level", path=path, key=f"tiers.{t}.variants"
-            )
         t_flat = _flatten(table, path)
         for k, v in t_flat.items():
-            # an unknown key is reported with its full dotted path inside the file
-            _check(k if k in SCHEMA else f"tiers.{t}.{k}", v, path)
+            _check(k, v, path, f"tiers.{t}.{k}")
         tier_docs[t] = (t_flat, t_sweep, t_rule)
+    tier_key = "--tier" if tier else "default_tier"  # where the tier's name came from
     tier = tier or flat.get("default_tier", "full")
     if tier not in TIERS and tier not in extra:
         raise ConfigError(
             f"unknown tier {tier!r}; this study's tiers are {', '.join([*TIERS, *extra])}",
             path=path,
-            key="--tier",
+            key=tier_key,
         )
     if tier != "full" and tier not in tier_docs:
         raise ConfigError(
@@ -336,6 +356,7 @@ def load_study(
         )
     values = dict(DEFAULTS)
     values.update(flat)
+    t_flat, t_sweep, t_rule = {}, {}, {}
     if tier != "full":
         t_flat, t_sweep, t_rule = tier_docs[tier]
         values.update(t_flat)
@@ -354,7 +375,7 @@ def load_study(
         values[k] = v
         sweep.pop(k, None)
     for k, vals in (sweep_overrides or {}).items():
-        sweep[k] = tuple(_check(k, v, "--seeds" if k == "seed" else k) for v in vals)
+        sweep[k] = tuple(_check(k, v, None, "--seeds" if k == "seed" else k) for v in vals)
     has_model = (
         values.get("model.name") is not None
         or "model.name" in sweep
@@ -377,7 +398,48 @@ def load_study(
         variants=tuple((n, tuple(sorted(t.items()))) for n, t in variants.items()),
         overrides=tuple(overrides or ()),
     )
+    set_here = {  # the layers of the file a run's value may come from, last applied first
+        "per_rule": {r: (set(t_rule.get(r, ())), set(per_rule[r])) for r in per_rule},
+        "variants": {n: set(t) for n, t in variants.items()},
+        "sweep": (set(t_sweep), set(sweep) - set(sweep_overrides or {})),
+        "tier": set(t_flat),
+        "overrides": {k for k, _ in overrides or ()} | set(sweep_overrides or {}),
+    }
     for run in study.runs():  # every value's meaning is checked in one place: the spec
-        RunSpec.from_flat(run.as_dict(), path=path, study=study.name, tier=tier,
-                          run_id=run.run_id)  # fmt: skip
+        try:
+            RunSpec.from_flat(run.as_dict(), path=path, study=study.name, tier=tier,
+                              run_id=run.run_id)  # fmt: skip
+        except ConfigError as exc:  # name where the refused value was set
+            if exc.key is None or exc.path != str(path):
+                raise
+            where = _origin(exc.key, run, tier, set_here, flags or {})
+            if where == (str(path), exc.key):
+                raise
+            raise ConfigError(exc.message, path=where[0], key=where[1]) from None
     return study
+
+
+def _origin(
+    key: str, run: StudyConfig, tier: str, set_here: dict, flags: dict[str, str]
+) -> tuple[str | None, str]:
+    """Where ``run``'s value of ``key`` was set, as ``(file, key)``, following the layers
+    :meth:`StudyConfig.runs` applies (per_rule, then a command-line override, the variant,
+    the sweep, the tier, the top level): the dotted key in the study file, ``(None, flag)``
+    for a command-line flag, ``("--set", key)`` for ``--set``."""
+    values = run.as_dict()
+    path = run.path
+    tier_rules, rules = set_here["per_rule"].get(values.get("rule.name"), (set(), set()))
+    if key in rules:
+        where = f"tiers.{tier}." if key in tier_rules else ""
+        return path, f"{where}per_rule.{values['rule.name']}.{key}"
+    if key in set_here["overrides"]:
+        return (None, flags[key]) if key in flags else ("--set", key)
+    variant = values.get("variant")
+    if variant is not None and key in set_here["variants"].get(variant, ()):
+        return path, f"variants.{variant}.{key}"
+    tier_sweep, sweep = set_here["sweep"]
+    if key in sweep:
+        return path, f"tiers.{tier}.sweep.{key}" if key in tier_sweep else f"sweep.{key}"
+    if key in set_here["tier"]:
+        return path, f"tiers.{tier}.{key}"
+    return path, key

@@ -116,7 +116,7 @@ SWEPT_REFUSED = {
     "rule path": ('"rule.name" = ["../c_ep"]', ["study.toml", "'rule'", "../c_ep"]),
     "profile absolute path": ('profile = ["/etc/passwd"]', ["study.toml", "'profile'"]),
     "profile missing file": ('profile = ["../nope.toml"]', ["nope.toml", "'profile'"]),
-    "dtype with slash": ('dtype = ["float32/../x"]', ["study.toml", "'dtype'"]),
+    "dtype with slash": ('dtype = ["float32/../x"]', ["study.toml", "'sweep.dtype'"]),
 }
 
 
