@@ -21,7 +21,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -119,10 +119,8 @@ def _svhn_files(split: str) -> tuple[str, ...]:
 
 def _read_idx(d: Path, split: str, mode: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = _idx_files(split)
-    x = read_idx_images(d / images, hint)
-    y = read_idx_labels(d / labels, 10, hint)
-    if len(x) != len(y):
-        raise DataError(f"{d}: {len(x)} {split} images but {len(y)} labels; {hint}")
+    x = read_idx_images(d / images, hint, size=(28, 28))  # MNIST and Fashion-MNIST
+    y = read_idx_labels(d / labels, 10, hint, count=len(x))  # names the labels file
     return x, y
 
 
@@ -309,21 +307,58 @@ def split_validation(
     return train, ds.train_x[val], ds.train_y[val]
 
 
+def _checksum_entries(sums: Path) -> list[tuple[str, str]]:
+    """The ``(md5, relative path)`` entries of the checksum list ``sums``, every line checked
+    before any file is read: UTF-8 text, ``<32 hex digits>  <path>``, and a path that stays
+    inside the data folder (relative, no ``..`` part, no NUL)."""
+    try:
+        raw = sums.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{sums}: cannot read ({exc.strerror or exc})") from None
+    entries = []
+    for lineno, line_bytes in enumerate(raw.splitlines(), 1):
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{sums}: line {lineno} is not UTF-8 text") from None
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        rel = parts[1].strip().removeprefix("*") if len(parts) == 2 else ""
+        digest = parts[0].lower()
+        if len(digest) != 32 or not all(c in "0123456789abcdef" for c in digest) or not rel:
+            raise DataError(f"{sums}: line {lineno} is not '<md5>  <path>'")
+        posix = PurePosixPath(rel)
+        if "\x00" in rel or posix.is_absolute() or ".." in posix.parts:
+            raise DataError(
+                f"{sums}: line {lineno}: {rel!r} is not a path inside the data folder "
+                "(absolute paths and '..' are refused)"
+            )
+        entries.append((digest, rel))
+    return entries
+
+
 def verify_checksums(root: str | os.PathLike | None = None) -> Iterator[tuple[str, bool]]:
-    """Check every file listed in ``<root>/MD5SUMS``; yields ``(relative path, matches)``."""
+    """Check every file listed in ``<root>/MD5SUMS``; yields ``(relative path, matches)``.
+
+    The whole list is checked before the first file is read, so a malformed line (not
+    UTF-8, not ``<md5>  <path>``, or a path that leaves the data folder: absolute or with a
+    ``..`` part) raises :class:`~analogebl.errors.DataError` naming ``MD5SUMS`` and the line
+    before anything is yielded. A listed path that is missing or not a regular file does
+    not match.
+    """
     root = data_root(root)
     sums = root / "MD5SUMS"
     if not sums.is_file():
         raise DataError(f"{sums}: checksum list not found")
-    for lineno, line in enumerate(sums.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(maxsplit=1)
-        if len(parts) != 2 or len(parts[0]) != 32:
-            raise DataError(f"{sums}: line {lineno} is not '<md5>  <path>'")
-        digest, rel = parts[0].lower(), parts[1].lstrip("*").strip()
+    for digest, rel in _checksum_entries(sums):
         path = root / rel
         if not path.is_file():
             yield rel, False
             continue
-        yield rel, _md5(path) == digest
+        try:
+            actual = _md5(path)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise DataError(f"{path}: cannot read ({why}); listed in {sums}") from None
+        yield rel, actual == digest
