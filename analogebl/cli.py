@@ -96,10 +96,12 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _overrides(args) -> tuple[list, dict]:
+def _overrides(args) -> tuple[list, dict, dict]:
     from analogebl.study import parse_set
+    from analogebl.study.config import check_flag
 
     ov = [parse_set(s) for s in args.set or []]
+    flags = {}  # study key -> the flag that set it (named in an error)
     for flag, key in (
         ("backend", "backend"),
         ("device", "device"),
@@ -110,28 +112,38 @@ def _overrides(args) -> tuple[list, dict]:
         ("threads", "threads"),
     ):
         v = getattr(args, flag, None)
-        if v is not None:
-            quote = isinstance(v, str) and key != "threads"  # --threads 2 is a number
-            ov.append(parse_set(f"{key}={v!r}" if quote else f"{key}={v}"))
+        if v is not None:  # the value as given (no round trip through TOML text)
+            ov.append(check_flag(f"--{flag}", key, v))
+            flags[key] = f"--{flag}"
     sweep = {}
     if getattr(args, "seeds", None):
         if args.seed is not None:
             raise _usage("give --seed or --seeds, not both")
         sweep["seed"] = _parse_seeds(args.seeds)
-    return ov, sweep
+        flags["seed"] = "--seeds"
+    return ov, sweep, flags
 
 
 def _study_run(args) -> int:
+    from analogebl.errors import ConfigError
+    from analogebl.reporting import write_report
     from analogebl.study import load_study
-    from analogebl.study.runner import run_study
+    from analogebl.study.runner import lock_out, parse_executor, plan_runs, run_study
 
-    if args.profile is not None:
+    if args.profile is not None and args.profile != "none":
         from analogebl.hardware import load_profile
 
-        load_profile(args.profile)
-    ov, sweep = _overrides(args)
-    study = load_study(args.name, args.tier, ov, sweep)
+        try:
+            load_profile(args.profile)
+        except ConfigError as exc:  # an unknown name or a missing file: say which flag
+            if exc.key is not None:  # a bad value inside the profile file: its own key
+                raise
+            raise ConfigError(exc.message, path=exc.path, key="--profile") from None
+    ov, sweep, flags = _overrides(args)
+    study = load_study(args.name, args.tier, ov, sweep, flags)
     out = Path(args.out or Path("runs") / f"{study.name}-{study.tier}")
+    parse_executor(args.executor)
+    plan_runs(study, out)  # every check passes before the folder is created or locked
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print
     runs = study.runs()
     first = runs[0]
@@ -144,22 +156,17 @@ def _study_run(args) -> int:
         f"study {study.name} (tier {study.tier}): {first['dataset']}, {what}, {len(runs)} "
         f"run(s), {first['epochs']} epochs each -> {out}"
     )
-    res = run_study(
-        study,
-        out,
-        executor=args.executor,
-        log=say,
-        progress=None if not args.json else False,
-        checkpoint_seconds=args.checkpoint_seconds,
-        quiet=args.json,
-    )
-    report = []
-    try:
-        from analogebl.reporting import write_report
-
+    with lock_out(out):  # the report is written under the same lock as the runs
+        res = run_study(
+            study,
+            out,
+            executor=args.executor,
+            log=say,
+            progress=None if not args.json else False,
+            checkpoint_seconds=args.checkpoint_seconds,
+            quiet=args.json,
+        )
         report = [str(p) for p in write_report(out)]
-    except ImportError:  # pragma: no cover - reporting ships with the package
-        pass
     summary = {
         "study": study.name,
         "tier": study.tier,
