@@ -21,7 +21,9 @@ from typing import Any
 from analogebl.errors import ConfigError
 
 __all__ = [
+    "NUDGES",
     "OPTIMIZERS",
+    "SCHEDULES",
     "CircuitSpec",
     "DataSpec",
     "HardwareSpec",
@@ -34,7 +36,15 @@ __all__ = [
     "RunSpec",
     "check_device",
     "layer_learning_rates",
+    "section_defaults",
 ]
+
+#: Relaxation schedules (``analogebl.plan.Plan.groups``): asynchronous even/odd groups, the
+#: same groups in backward order, synchronous (Jacobi).
+SCHEDULES = ("async", "async_backward", "sync")
+#: How a nudged output moves in one update (``RelaxationMixin.relax``): its exact
+#: minimiser, or one gradient step as the paper's published code.
+NUDGES = ("exact", "step")
 
 #: every optimizer ``learning.make_optimizer`` builds (the one list; learning re-exports it)
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon", "smep", "local_ep", "natural_ep", "sdmep")
@@ -273,22 +283,31 @@ class RuleSpec:
     points: int = _r(4, COUNT)
     homeostasis: float = _r(0.0, NONNEG)
     temperature: float = _r(0.0, NONNEG)
+    #: schedule of the rule's phases (None: the free phase's); the paper's Table-1 release
+    #: ran EP phases "async_backward" and CL/CpL phases "sync"
+    schedule: str | None = None
+    #: how an EP-nudged output moves: "exact" minimiser or the published code's "step"
+    nudge: str = "exact"
 
     def __post_init__(self):
         _text("rule.name", self.name)
         _validate(self, "rule.")
+        if self.schedule is not None:
+            _one_of("rule.schedule", self.schedule, SCHEDULES)
+        _one_of("rule.nudge", self.nudge, NUDGES)
 
 
 @dataclass(frozen=True)
 class RelaxationSpec:
-    """The free phase: iterations and schedule (asynchronous even/odd or synchronous)."""
+    """The free phase: iterations and schedule (asynchronous even/odd, the same groups in
+    backward order, or synchronous; ``analogebl.plan.SCHEDULES``)."""
 
     free_iterations: int = _r(60, COUNT)
     schedule: str = "async"
 
     def __post_init__(self):
         _validate(self, "relaxation.")
-        _one_of("relaxation.schedule", self.schedule, ("async", "sync"))
+        _one_of("relaxation.schedule", self.schedule, SCHEDULES)
 
 
 @dataclass(frozen=True)
@@ -425,3 +444,21 @@ class RunSpec:
                               path=path, key=exc.key) from None  # fmt: skip
         except TypeError as exc:  # a missing required field
             raise ConfigError(f"incomplete run configuration: {exc}", path=path) from None
+
+
+def section_defaults() -> dict[str, Any]:
+    """Dotted study key -> default, for every field of the rule, relaxation, optimizer,
+    circuit, model and data sections that has one (``rule.nudge`` -> ``"exact"``).
+
+    Used to compare a run file written before a key existed with today's configuration:
+    a key added with the earlier behaviour as its default changes nothing.
+    """
+    out: dict[str, Any] = {}
+    sections = (("rule.", RuleSpec), ("relaxation.", RelaxationSpec),
+                ("optimizer.", OptimizerSpec), ("circuit.", CircuitSpec),
+                ("model.", RecurrentModelSpec), ("", DataSpec))  # fmt: skip
+    for prefix, cls in sections:
+        for f in fields(cls):
+            if f.default is not MISSING:
+                out[prefix + f.name] = f.default
+    return out

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from analogebl.plan import CouplingPlan
+from analogebl.plan import NUDGES, CouplingPlan
 from analogebl.plan.effects import ReadNoise
 
 __all__ = ["RelaxationMixin"]
@@ -213,12 +213,22 @@ class RelaxationMixin:
         cache[c.name] = (pre, w, value, idx)
         return value, idx
 
-    def _activate(self, k: int, h: Array, beta: float, target: Array | None) -> Array:
+    def _activate(
+        self, k: int, h: Array, beta: float, target: Array | None, current: Array | None = None
+    ) -> Array:
+        """The new state of layer ``k`` from its field ``h``: the diode clamp for hidden
+        layers; for the output under a nudge ``beta``, the exact minimiser of
+        ``1/2 o^2 - h o + beta/2 ||o - y||^2``, ``(h + beta y) / (1 + beta)``, or, given
+        the output's ``current`` value, the published code's one gradient step
+        ``h - beta (o - y)`` (same fixed point; a contraction for ``|beta| < 1``)."""
         q = None if self._quant is None else self._quant[k]
         if k < self.plan.output:
             return self.op_clip01(h) if q is None else self.op_clip01_quantize(h, q)
         if beta != 0.0:
-            h = (h + beta * target) * (1.0 / (1.0 + beta))
+            if current is None:
+                h = (h + beta * target) * (1.0 / (1.0 + beta))
+            else:
+                h = h - beta * (current - target)
         return h if q is None else self.op_quantize(h, q)
 
     def half_step(
@@ -228,9 +238,16 @@ class RelaxationMixin:
         beta: float = 0.0,
         target: Array | None = None,
         cache: dict | None = None,
+        nudge: str = "exact",
     ) -> list[Array]:
-        """Update every layer of ``group`` at once from the current state."""
-        new = [self._activate(k, self.field(state, k, cache), beta, target) for k in group]
+        """Update every layer of ``group`` at once from the current state (``nudge``: how
+        a nudged output moves, see :meth:`_activate`)."""
+        step = nudge == "step" and beta != 0.0
+        new = [
+            self._activate(k, self.field(state, k, cache), beta, target,
+                           state[k] if step and k == self.plan.output else None)
+            for k in group
+        ]  # fmt: skip
         out = list(state)
         for k, s in zip(group, new, strict=True):
             out[k] = s
@@ -244,12 +261,17 @@ class RelaxationMixin:
         beta: float = 0.0,
         target: Array | None = None,
         clamp: Array | None = None,
+        nudge: str = "exact",
     ) -> list[Array]:
         """Run ``iterations`` iterations of the schedule from ``state`` (not modified).
 
         ``beta`` != 0 nudges the output toward ``target`` (EP); ``clamp`` holds the output at
-        the given value (CL/CpL) and relaxes only the hidden layers.
+        the given value (CL/CpL) and relaxes only the hidden layers. ``nudge``: the nudged
+        output's update, ``"exact"`` (its minimiser) or ``"step"`` (one gradient step, as
+        the paper's published code).
         """
+        if nudge not in NUDGES:
+            raise ValueError(f"nudge must be one of {NUDGES}, got {nudge!r}")
         if beta != 0.0:
             if target is None:
                 raise ValueError("a nudged phase needs a target")
@@ -263,7 +285,7 @@ class RelaxationMixin:
         if self._noise is None:
             for _ in range(iterations):
                 for g in groups:
-                    state = self.half_step(state, g, beta, target, cache)
+                    state = self.half_step(state, g, beta, target, cache, nudge)
             return state
         mode = self._noise.resample
         try:
@@ -277,7 +299,7 @@ class RelaxationMixin:
                 if it == 0 or mode == "per_step":
                     self._apply_read_noise()
                 for g in groups:
-                    state = self.half_step(state, g, beta, target, cache)
+                    state = self.half_step(state, g, beta, target, cache, nudge)
         finally:
             self._read = None
         return state

@@ -40,13 +40,16 @@ def rule_states(
     target: Array,
     schedule: str = "async",
 ) -> tuple[list[Array], list[Array]]:
-    """The rule's two states, each relaxed for ``rule.iterations`` from ``free_state``."""
+    """The rule's two states, each relaxed for ``rule.iterations`` from ``free_state``
+    (on ``rule.schedule``, else ``schedule``, the free phase's)."""
+    schedule = rule.schedule or schedule
     out = []
     for b in rule.betas:
         if isinstance(rule, EquilibriumPropagation):
             s = backend.relax(
-                free_state, rule.iterations, schedule, beta=b, target=target if b != 0.0 else None
-            )
+                free_state, rule.iterations, schedule, beta=b,
+                target=target if b != 0.0 else None, nudge=rule.nudge,
+            )  # fmt: skip
         else:
             o = free_state[-1]
             s = backend.relax(free_state, rule.iterations, schedule, clamp=o + b * (target - o))
@@ -77,7 +80,8 @@ def estimate(
             observer(free_state, s1, s2, b1, b2)
         return contrastive_update(backend, s1, s2, b1, b2), s2
     if isinstance(rule, TruncatedBackprop):
-        return backend.tbp_gradient(free_state, target, rule.iterations, schedule)
+        return backend.tbp_gradient(free_state, target, rule.iterations,
+                                    rule.schedule or schedule)  # fmt: skip
     if isinstance(rule, RecurrentBackprop):
         return backend.rbp_gradient(free_state, target, rule.iterations), free_state
     raise TypeError(f"not a rule: {rule!r}")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from analogebl.errors import ConfigError
+from analogebl.plan import NUDGES, SCHEDULES
 
 __all__ = [
     "RULES",
@@ -66,17 +67,36 @@ RULES = tuple(RULE_LABELS)
 _VARIANTS = ("positive", "negative", "centered")
 
 
+def _check_phase_options(schedule: str | None, nudge: str) -> None:
+    if schedule is not None and schedule not in SCHEDULES:
+        raise ConfigError(
+            f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}",
+            key="rule.schedule",
+        )
+    if nudge not in NUDGES:
+        raise ConfigError(
+            f"nudge must be one of {', '.join(NUDGES)}, got {nudge!r}", key="rule.nudge"
+        )
+
+
 @dataclass(frozen=True)
 class _Contrastive:
+    """``schedule``: the schedule of the two phases (``None``: the free phase's);
+    ``nudge``: how an EP-nudged output moves (``"exact"`` minimiser or the published
+    code's gradient ``"step"``; see ``RelaxationMixin.relax``)."""
+
     variant: str
     beta: float
     iterations: int = 15
+    schedule: str | None = None
+    nudge: str = "exact"
 
     def __post_init__(self):
         if self.variant not in _VARIANTS:
             raise ConfigError(
                 f"variant must be one of {_VARIANTS}, got {self.variant!r}", key="rule.variant"
             )
+        _check_phase_options(self.schedule, self.nudge)
         if not self.beta > 0:
             raise ConfigError(f"beta must be > 0, got {self.beta}", key="rule.beta")
         if self.iterations < 1:
@@ -119,10 +139,15 @@ class ContrastiveLearning(_Contrastive):
 
 @dataclass(frozen=True)
 class TruncatedBackprop:
-    """TBP: backprop through the last ``iterations`` asynchronous iterations from ``s*``."""
+    """TBP: backprop through the last ``iterations`` iterations from ``s*`` (``schedule``:
+    theirs; ``None``: the free phase's)."""
 
     iterations: int = 15
+    schedule: str | None = None
     name = "tbp"
+
+    def __post_init__(self):
+        _check_phase_options(self.schedule, "exact")
 
 
 @dataclass(frozen=True)
@@ -141,19 +166,31 @@ def rule_label(name: str) -> str:
 Rule = EquilibriumPropagation | ContrastiveLearning | TruncatedBackprop | RecurrentBackprop
 
 
-def make_rule(name: str, beta: float | None = None, iterations: int = 15) -> Rule:
-    """Rule by name (see :data:`RULES`); ``beta`` defaults to the paper's (0.25; CL: 1.0)."""
+def make_rule(
+    name: str,
+    beta: float | None = None,
+    iterations: int = 15,
+    schedule: str | None = None,
+    nudge: str = "exact",
+) -> Rule:
+    """Rule by name (see :data:`RULES`); ``beta`` defaults to the paper's (0.25; CL: 1.0).
+
+    ``schedule`` (the rule's phases; ``None``: the free phase's) and ``nudge`` (EP) select
+    the variants of the paper's NeurIPS release (``ca7aa26``, which produced its Table 1):
+    EP phases ``"async_backward"`` with ``nudge="step"``, CL/CpL phases ``"sync"``, TBP
+    ``"async_backward"``. RBP is synchronous by definition.
+    """
     name = name.lower().replace("-", "_")
     if name not in RULES:
         raise ConfigError(f"unknown rule {name!r}; choose from {', '.join(RULES)}", key="rule")
-    if name == "tbp":
-        return TruncatedBackprop(iterations)
     if name == "rbp":
         return RecurrentBackprop(iterations)
+    if name == "tbp":
+        return TruncatedBackprop(iterations, schedule)
     if name == "cl":
         if beta not in (None, 1.0):
             raise ConfigError("CL clamps the output at the target: beta is 1", key="rule.beta")
-        return ContrastiveLearning("positive", 1.0, iterations)
+        return ContrastiveLearning("positive", 1.0, iterations, schedule, nudge)
     variant = {"p": "positive", "n": "negative", "c": "centered"}[name[0]]
     cls = EquilibriumPropagation if name.endswith("_ep") else ContrastiveLearning
-    return cls(variant, 0.25 if beta is None else float(beta), iterations)
+    return cls(variant, 0.25 if beta is None else float(beta), iterations, schedule, nudge)

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from analogebl.circuit import Activation, Circuit, CouplingKind
+from analogebl.spec import NUDGES, SCHEDULES
 
-__all__ = ["CouplingPlan", "Plan", "build_plan", "derive_rng"]
+__all__ = ["NUDGES", "SCHEDULES", "CouplingPlan", "Plan", "build_plan", "derive_rng"]
 
 
 def derive_rng(seed: int, path: str) -> np.random.Generator:
@@ -88,14 +89,19 @@ class Plan:
 
         ``async``: the free layers at even positions of the free list (s1, s3, ...) then
         those at odd positions (s2, s4, ...) — no two members of a group interact, so each
-        half-step is an exact block update. ``sync``: all free layers at once (Jacobi).
+        half-step is an exact block update. ``async_backward``: the same two groups in the
+        reverse order (s2, s4, ... first), i.e. the sequential order s4, s2, o, s3, s1 the
+        paper's NeurIPS release (``ca7aa26``) used for its EP nudged phases; same fixed
+        points. ``sync``: all free layers at once (Jacobi).
         """
         free = self.free_layers(clamp_output)
         if schedule == "async":
             return tuple(g for g in (free[0::2], free[1::2]) if g)
+        if schedule == "async_backward":
+            return tuple(g for g in (free[1::2], free[0::2]) if g)
         if schedule == "sync":
             return (free,)
-        raise ValueError(f"schedule must be 'async' or 'sync', got {schedule!r}")
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
 
     def __repr__(self) -> str:
         shapes = " - ".join("x".join(map(str, s)) for s in self.layer_shapes)

@@ -40,6 +40,14 @@ def build_rule(spec: RunSpec):
     if spec.model is not None:
         from analogebl.models.rules import make_model_rule
 
+        for key, value, default in (("schedule", r.schedule, None), ("nudge", r.nudge, "exact")):
+            if value != default:
+                raise ConfigError(
+                    f"rule.{key} sets a circuit's relaxation; model {spec.model.name} "
+                    "relaxes its own way",
+                    key=f"rule.{key}",
+                )
+
         return make_model_rule(
             r.name,
             r.beta,
@@ -62,7 +70,7 @@ def build_rule(spec: RunSpec):
             "modern_eqprop) to use it",
             key="rule.name",
         )
-    return make_rule(r.name, r.beta, r.iterations)
+    return make_rule(r.name, r.beta, r.iterations, r.schedule, r.nudge)
 
 
 def build_network(spec: RunSpec, ds, profile=None):

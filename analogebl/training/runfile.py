@@ -29,10 +29,22 @@ RESUME_FREE_KEYS = ("checkpoint_minutes", "description", "default_tier", "thread
 
 
 def config_diff(old_toml: str, new_toml: str) -> list[str]:
-    """Dotted keys whose values differ between two run configurations (TOML texts)."""
+    """Dotted keys whose values differ between two run configurations (TOML texts).
+
+    A key one side lacks counts as its default (:func:`analogebl.spec.section_defaults`):
+    a key added by a later version, with the earlier behaviour as its default, does not
+    make an older run file a different run.
+    """
+    from analogebl.spec import section_defaults
+
+    defaults = section_defaults()
     a = flatten(tomllib.loads(old_toml), ".")
     b = flatten(tomllib.loads(new_toml), ".")
-    return sorted(k for k in set(a) | set(b) if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k))
+    return sorted(
+        k
+        for k in set(a) | set(b)
+        if k not in RESUME_FREE_KEYS and a.get(k, defaults.get(k)) != b.get(k, defaults.get(k))
+    )
 
 
 def run_meta(spec, ds, net, rule, threads: int, validation_size: int) -> dict:

@@ -280,6 +280,10 @@ class Trainer:
                 n = len(yb)
                 sums["n"] += n
                 for k, v in m.items():  # cost, error, energy, residual (+ a model's extras)
+                    if f"m_{k}" not in sums and sums["n"] > n:
+                        # a metric this version adds, in an epoch an older one began: the
+                        # epoch's mean is unknown (NaN), not a mean over part of it
+                        sums[f"m_{k}"] = math.nan
                     sums[f"m_{k}"] = sums.get(f"m_{k}", 0.0) + v * n
                 if bar is not None:
                     bar.update(1)
@@ -309,7 +313,8 @@ class Trainer:
             train_seconds = time.perf_counter() - t_train
             row, r = self._epoch_row(ds, opts, epoch, sums, t0, train_seconds, init_weights,
                                      val, diagnostic_x)  # fmt: skip
-            nan_ok = _MAY_BE_NAN | {_ROW_NAMES.get(k, k) for k in undefined or ()}
+            partial = {k[2:] for k, v in sums.items() if k.startswith("m_") and math.isnan(v)}
+            nan_ok = _MAY_BE_NAN | {_ROW_NAMES.get(k, k) for k in (undefined or set()) | partial}
             bad = _bad_value(row, nan_ok, "the recorded")
             if bad is not None:
                 raise self._diverged(recorder, bad, epoch, None)
@@ -317,7 +322,8 @@ class Trainer:
             if not warned_equilibrium:
                 warned_equilibrium = _warn_off_equilibrium(row, self.free_iterations, log)
             for k, v in row.items():
-                recorder.metrics.setdefault(k, []).append(float(v))
+                # a metric this version adds to a run an older one started: NaN before
+                recorder.metrics.setdefault(k, [math.nan] * epoch).append(float(v))
             if epoch + 1 == opts.epochs:
                 recorder.meta.update(complete=True, status="complete")
             recorder.write(self.checkpoint(epoch + 1, 0, {}))
