@@ -28,6 +28,7 @@ otherwise, so a Dask sweep equals a ``local:N`` sweep with the same threads per 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import multiprocessing
 import os
 import socket
@@ -116,15 +117,18 @@ def parse_executor(spec: str) -> tuple[str, int | str | None]:
 def _check_run(r: StudyConfig, seen: dict) -> None:
     """Everything a run needs exists and fits together: its typed spec, dataset, circuit or
     model, learning rates, rule x optimizer, validation split, hardware profile."""
+    from analogebl.backends import check_device
     from analogebl.circuit import load_circuit
     from analogebl.data import DATASETS, load_dataset
     from analogebl.learning import ContrastiveLearning, EquilibriumPropagation, layer_learning_rates
+    from analogebl.memory import check_run_memory
     from analogebl.models.rules import VectorFieldEP
     from analogebl.spec import RunSpec
     from analogebl.training.build import build_network, build_rule
 
     spec = RunSpec.from_flat(r.as_dict(), path=r.path, study=r.name, tier=r.tier,
                              run_id=r.run_id)  # fmt: skip
+    check_device(spec.backend, spec.device)  # before --out: CUDA on a machine without it
     d = spec.data
     if d.dataset not in DATASETS:
         raise ConfigError(
@@ -138,11 +142,20 @@ def _check_run(r: StudyConfig, seen: dict) -> None:
         seen[key] = load_dataset(d.dataset, train_subset=n_train, test_subset=d.test_subset,
                                  subset_seed=spec.seed)  # fmt: skip
     ds = seen[key]
+    sample = tuple(ds.train_x.shape[1:])
+    if d.pad_to is not None:
+        sample = (sample[0], d.pad_to, d.pad_to)
+    profile = _load_profile(spec)
+    circuit = None
     if spec.model is None:
         c = spec.circuit
         circuit = load_circuit(c.name, in_channels=ds.in_channels, num_classes=ds.num_classes,
                                width=c.width, gains=None if c.gains is None else list(c.gains),
-                               pool=c.pool, depth=c.depth)  # fmt: skip
+                               pool=c.pool, depth=c.depth, input_shape=sample)  # fmt: skip
+    # refused with the estimate before any array is drawn (a model draws in build_network)
+    check_run_memory(spec, circuit, n_in=math.prod(sample), num_classes=ds.num_classes,
+                     profile=profile, n_train=len(ds.train_y), n_eval=len(ds.test_y))  # fmt: skip
+    if circuit is not None:
         names = list(circuit.parameter_shapes())
     else:
         net, _ = build_network(spec, ds)
@@ -166,15 +179,21 @@ def _check_run(r: StudyConfig, seen: dict) -> None:
             f"training split holds {len(ds.train_y)})",
             key="validation_subset",
         )
-    if spec.hardware.profile is not None:
-        from analogebl.hardware import load_profile
 
-        try:
-            load_profile(spec.hardware.profile)
-        except ConfigError as exc:  # an unknown name or a missing file: say which key
-            if exc.key is not None:
-                raise
-            raise ConfigError(exc.message, path=exc.path, key="profile") from None
+
+def _load_profile(spec):
+    """The run's hardware profile (``None`` without one); an unknown name or a missing file
+    names the key ``profile``."""
+    if spec.hardware.profile is None:
+        return None
+    from analogebl.hardware import load_profile
+
+    try:
+        return load_profile(spec.hardware.profile)
+    except ConfigError as exc:
+        if exc.key is not None:
+            raise
+        raise ConfigError(exc.message, path=exc.path, key="profile") from None
 
 
 def _inside(out: Path, path: Path, study: StudyConfig, what: str) -> Path:

@@ -147,11 +147,6 @@ def test_study_structure_rules_and_devices(case, tmp_path, data_dir, capsys):
     assert "study.toml" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs study.runner._check_run to call analogebl.backends.check_device(spec.backend, "
-    "spec.device) before --out is prepared (today make_backend refuses it, after study.toml)",
-)
 def test_cuda_without_cuda_is_one_clear_error(tmp_path, data_dir, capsys):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -245,11 +240,6 @@ def test_circuit_shapes_are_refused_at_load(case, tmp_path, data_dir, capsys):
     _refused(tmp_path, ["study", "run", str(f), "--out", "out"], ["c.toml", *words], capsys)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs study.runner._check_run to pass input_shape=(the dataset's sample shape "
-    "after pad_to) to load_circuit",
-)
 def test_a_circuit_whose_input_does_not_fit_the_dataset(tmp_path, data_dir, capsys):
     (tmp_path / "c.toml").write_text(TINY.replace("features = 784", "features = 100"))
     f = _study(tmp_path, GOOD.replace('"tiny_dense"', f'"{tmp_path / "c.toml"}"'))
@@ -349,11 +339,6 @@ def test_a_width_that_needs_terabytes_is_refused_fast(width, tmp_path, data_dir,
     assert "study.toml" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs study.runner._check_run to call analogebl.memory.check_run_memory before "
-    "build_network (a recurrent model's arrays are drawn there)",
-)
 def test_a_model_hidden_size_that_needs_terabytes_is_refused(tmp_path, data_dir, capsys):
     text = GOOD.replace('[circuit]\nname = "tiny_dense"\n', '[model]\nname = "looped_mlp"\n'
                         f"hidden = {10**9}\n")  # fmt: skip
