@@ -62,7 +62,14 @@ def _study_list(args) -> int:
 def _study_show(args) -> int:
     from analogebl.study import load_study
 
-    print(load_study(args.name, args.tier).to_toml(), end="")
+    study = load_study(args.name, args.tier)
+    print(study.to_toml(), end="")
+    if study.claims:  # TOML comments: the output still parses as the resolved study
+        print("\n# claims (tested by `analogebl study report` over seeds; not run values):")
+        for c in study.claims:
+            print(f"#   {c.name}: {c.text()}")
+            if c.description:
+                print(f"#     {' '.join(c.description.split())}")
     return 0
 
 

@@ -11,6 +11,14 @@ mean ± sample std (ddof = 1) over seeds with the final train error in parenthes
 (``± –`` for a single seed). With several profiles, rules × profiles tables follow (one per
 dataset). Runs that have not finished all planned epochs are marked ``†``.
 
+Nothing is pooled that should not be (:mod:`~analogebl.reporting.pooling`): runs of
+different studies, tiers, epoch budgets or data sizes go to separate cohorts, each with a
+heading stating them and the seeds (smoke: "not a result"); configurations that differ
+inside a cell become separate rows; a run held by two files counts once. ``report.md``
+also holds the claims of the runs' study files tested over seeds (Welch's t-test, Hedges'
+g: :mod:`~analogebl.reporting.claims`) and the provenance (git sha, version, tiers, seeds,
+wall time per run and in total, machine: :mod:`~analogebl.reporting.provenance`).
+
 Public API
 ----------
 load_runs(root) -> list[RunRecord]

@@ -58,13 +58,14 @@ def _figure(w: float, h: float) -> Figure:
 class _Writer:
     """Saves figures atomically under unique, filesystem-safe names."""
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, prefix: str = "", names: set[str] | None = None):
         self.out_dir = out_dir
+        self.prefix = prefix
         self.written: list[Path] = []
-        self._names: set[str] = set()
+        self._names: set[str] = set() if names is None else names
 
     def save(self, fig: Figure, *parts: str) -> None:
-        stem = "_".join(_slug(p) for p in parts)
+        stem = "_".join(_slug(p) for p in ((self.prefix,) if self.prefix else ()) + parts)
         name, i = stem, 1
         while name in self._names:
             i += 1
@@ -207,7 +208,11 @@ def _heatmap(w: _Writer, cells: list[CellStats], dataset: str) -> None:
 
 
 def make_figures(
-    runs: list[RunRecord], out_dir: str | Path, cells: list[CellStats] | None = None
+    runs: list[RunRecord],
+    out_dir: str | Path,
+    cells: list[CellStats] | None = None,
+    prefix: str = "",
+    names: set[str] | None = None,
 ) -> list[Path]:
     """Write every figure the runs allow into ``out_dir`` as PNG (each file atomically).
 
@@ -219,6 +224,10 @@ def make_figures(
         Existing folder for the PNG files.
     cells : list of CellStats, optional
         ``summarize(runs)``, when the caller already has it.
+    prefix : str, optional
+        Prepended to every file name (one cohort's figures: ``COHORT_curves_...``).
+    names : set of str, optional
+        File stems already taken (updated), so that calls never overwrite each other.
 
     Returns
     -------
@@ -228,7 +237,7 @@ def make_figures(
     """
     out_dir = Path(out_dir)
     cells = summarize(runs) if cells is None else cells
-    w = _Writer(out_dir)
+    w = _Writer(out_dir, prefix, names)
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in runs:
         groups[(r.profile, r.dataset)].append(r)

@@ -10,6 +10,11 @@ Sweeps: a ``[sweep]`` table lists values for any schema key (``sweep.rule.name =
 product, one *run* per combination (:meth:`StudyConfig.runs`). ``[per_rule.NAME]`` tables
 override keys for the runs of one rule (the paper's CL uses ``beta = 1``). Tiers may
 override sweep axes too (``[tiers.smoke.sweep] seed = [0]``).
+
+Claims: ``[claims.NAME]`` tables state comparative findings (``lhs = "n_ep"``, ``rhs =
+"p_ep"``, ``metric = "test_error"``, ``direction = "less"``) that ``study report`` tests
+over seeds (:class:`~analogebl.study.schema.Claim`). They are checked when the study loads
+but are not run values: they change no run identifier and no recorded configuration.
 """
 
 from __future__ import annotations
@@ -27,10 +32,21 @@ from typing import Any
 from analogebl.catalog import find_entry, read_toml
 from analogebl.errors import ConfigError
 from analogebl.spec import RunSpec
+from analogebl.study.claims import Claim, key_values, parse_claims, study_claims
 from analogebl.study.schema import DEFAULTS, REQUIRED, SCHEMA, check_document
 from analogebl.tomlio import dumps, nest
 
-__all__ = ["StudyConfig", "check_flag", "load_study", "parse_set", "run_id_slug", "SCHEMA", "TIERS"]
+__all__ = [
+    "SCHEMA",
+    "TIERS",
+    "Claim",
+    "StudyConfig",
+    "check_flag",
+    "load_study",
+    "parse_set",
+    "run_id_slug",
+    "study_claims",
+]
 
 # short names of sweep axes in run identifiers
 _AXIS_LABEL = {
@@ -198,6 +214,7 @@ class StudyConfig:
     run_id: str | None = None
     variants: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     overrides: tuple[tuple[str, Any], ...] = ()  # --set: win over variants, not per_rule
+    claims: tuple[Claim, ...] = ()  # tested by `study report`; not run values (not recorded)
 
     def __getitem__(self, key: str) -> Any:
         return dict(self.values)[key]
@@ -310,6 +327,7 @@ def load_study(
     path = Path(find_entry("studies", name))
     doc = copy.deepcopy(read_toml(path))
     check_document(doc, path)  # tables are tables, sweep axes lists: before reading values
+    claims = parse_claims(doc.pop("claims", {}), path, key_values(doc))
     tiers = doc.pop("tiers", {})
     extra = doc.pop("extra_tiers", [])
     if not (
@@ -397,6 +415,7 @@ def load_study(
         tuple((r, tuple(sorted(t.items()))) for r, t in per_rule.items()),
         variants=tuple((n, tuple(sorted(t.items()))) for n, t in variants.items()),
         overrides=tuple(overrides or ()),
+        claims=claims,
     )
     set_here = {  # the layers of the file a run's value may come from, last applied first
         "per_rule": {r: (set(t_rule.get(r, ())), set(per_rule[r])) for r in per_rule},

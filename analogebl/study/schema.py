@@ -227,10 +227,16 @@ def check_document(doc: dict, path) -> None:
         raise _bad(f"expected a list of tier names, got {extra!r}", path, "extra_tiers")
     if not isinstance(tiers, dict):
         raise _bad(f"expected tables [tiers.NAME], got {tiers!r}", path, "tiers")
-    for name, table in tiers.items():
+    claims = doc.get("claims", {})
+    if not isinstance(claims, dict):
+        raise _bad(f"expected tables [claims.NAME], got {claims!r}", path, "claims")
+    for name, table in claims.items():
+        if not isinstance(table, dict):
+            raise _bad(f"expected a table (lhs, rhs, metric, ...), got {table!r}", path,
+                       f"claims.{name}")  # fmt: skip
         if not isinstance(table, dict):
             raise _bad(f"expected a table of overrides, got {table!r}", path, f"tiers.{name}")
-        for nested in ("tiers", "extra_tiers"):
+        for nested in ("tiers", "extra_tiers", "claims"):
             if nested in table:
                 raise _bad("not allowed inside a tier", path, f"tiers.{name}.{nested}")
         _check_level(table, path, f"tiers.{name}.", rules)

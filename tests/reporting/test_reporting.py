@@ -46,6 +46,7 @@ def write_run_file(
     complete=True,
     study="s",
     extra_metrics=("energy",),
+    planned=None,
 ) -> Path:
     """Write one synthetic run file following the recorder's schema exactly."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def write_run_file(
             "device": "cpu",
             "version": "0.1.0",
             "git_sha": "0" * 40,
-            "epochs_planned": n if complete else n + 3,
+            "epochs_planned": planned or (n if complete else n + 3),
             "complete": complete,
         }
         for k, v in attrs.items():
@@ -96,15 +97,20 @@ def tree(tmp_path):
             root / f"c_ep/s{seed}.h5", seed=seed, test=(0.5, 0.3, te), train=(0.4, 0.2, tr)
         )
     write_run_file(
-        root / "p_ep/s0.h5", rule="p_ep", test=(0.6, 0.2), train=(0.7, 0.15), complete=False
+        root / "p_ep/s0.h5",
+        rule="p_ep",
+        test=(0.6, 0.2),
+        train=(0.7, 0.15),
+        complete=False,
+        planned=3,
     )
     write_run_file(
         root / "deep/er/cl.h5",
         rule="cl",
         dataset="cifar10",
         beta=math.nan,
-        test=(0.9, 0.5),
-        train=(0.9, 0.45),
+        test=(0.9, 0.7, 0.5),
+        train=(0.9, 0.6, 0.45),
         extra_metrics=(),
     )
     return root
@@ -129,7 +135,7 @@ def test_load_runs_reads_the_schema_and_skips_non_run_files(tree):
     assert r.final_test_error == 0.12 and r.final_train_error == 0.06 and r.epochs_done == 3
     assert "energy" in r.metrics and "params/W1" not in r.metrics
     assert math.isnan(runs[3].beta) and runs[3].rule == "cl"
-    assert not runs[4].complete and runs[4].meta["epochs_planned"] == 5
+    assert not runs[4].complete and runs[4].meta["epochs_planned"] == 3
     with pytest.raises(ValueError):
         r.metrics["test_error"][0] = 1.0  # read-only
 
@@ -195,7 +201,7 @@ def test_incomplete_runs_are_flagged_everywhere(tree):
     md = (tree / "report/report.md").read_text()
     assert "20.00 ± – (15.00)†" in md
     assert "† includes runs that did not finish all planned epochs" in md
-    assert "| `p_ep/s0.h5` | P-EP | MNIST | none | 0 | 2 / 5 |" in md
+    assert "| `p_ep/s0.h5` | P-EP | MNIST | none | 0 | 2 / 3 |" in md
     rows = {r["rule"]: r for r in csv.DictReader(open(tree / "report/table.csv"))}
     assert rows["p_ep"]["n_incomplete"] == "1" and rows["c_ep"]["n_incomplete"] == "0"
     tex = (tree / "report/table.tex").read_text()
@@ -219,10 +225,9 @@ def test_csv_parses_back_to_the_same_numbers(tree):
 
 
 def test_several_profiles_give_one_table_each_and_a_rules_by_profiles_table(tree):
-    write_run_file(tree / "hw/a.h5", profile="reram_like", test=(0.4, 0.2), train=(0.3, 0.1))
-    write_run_file(
-        tree / "hw/b.h5", profile="reram_like", seed=1, test=(0.4, 0.3), train=(0.3, 0.2)
-    )
+    kw = {"profile": "reram_like"}  # 3 epochs, like the tree's runs: one cohort
+    write_run_file(tree / "hw/a.h5", test=(0.5, 0.4, 0.2), train=(0.4, 0.3, 0.1), **kw)
+    write_run_file(tree / "hw/b.h5", seed=1, test=(0.5, 0.4, 0.3), train=(0.4, 0.3, 0.2), **kw)
     cells = summarize(load_runs(tree))
     md = tables_markdown(cells)
     assert "### Profile none:" in md and "### Profile reram_like:" in md
@@ -387,8 +392,14 @@ def test_reporting_imports_no_simulation_code():
         imported |= set(
             re.findall(r"^\s*(?:from|import) (analogebl[\w.]*)", f.read_text(), flags=re.M)
         )
-    # besides itself: errors, the run-file format (recording) and the rule names and labels
-    allowed = ("analogebl.errors", "analogebl.learning.rules")
+    # besides itself: errors, the run-file format (recording), the rule names and labels,
+    # and the study-file schema (claims are declared in study files)
+    allowed = (
+        "analogebl.errors",
+        "analogebl.learning.rules",
+        "analogebl.study.schema",
+        "analogebl.study.claims",
+    )
     assert imported and all(
         m in allowed or m.startswith(("analogebl.reporting", "analogebl.recording"))
         for m in imported
