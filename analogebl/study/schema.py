@@ -234,6 +234,7 @@ def check_document(doc: dict, path) -> None:
         if not isinstance(table, dict):
             raise _bad(f"expected a table (lhs, rhs, metric, ...), got {table!r}", path,
                        f"claims.{name}")  # fmt: skip
+    for name, table in tiers.items():
         if not isinstance(table, dict):
             raise _bad(f"expected a table of overrides, got {table!r}", path, f"tiers.{name}")
         for nested in ("tiers", "extra_tiers", "claims"):
