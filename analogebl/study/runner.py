@@ -31,28 +31,22 @@ import concurrent.futures as cf
 import math
 import multiprocessing
 import os
-import socket
-import threading
 import tomllib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from filelock import FileLock, Timeout
 
 from analogebl.errors import ConfigError, DivergenceError
 from analogebl.recording import atomic_write_text, read_run
 from analogebl.recording.atomic import temp_target
 from analogebl.study.config import StudyConfig
+from analogebl.study.outlock import LOCK_FILE, OWNER_FILE, lock_out
 from analogebl.threads import available_cores, parse_threads, resolve_threads
 from analogebl.training.runfile import config_diff
 
 __all__ = ["RunSummary", "lock_out", "parse_executor", "plan_runs", "pool_plan", "run_study"]
 
 STUDY_FILE = "study.toml"  # the study's resolved configuration, in OUT
-LOCK_FILE = ".analogebl.lock"  # OUT's exclusive lock (empty; held with flock)
-OWNER_FILE = ".analogebl.lock.owner"  # pid and host of the lock's holder (while held)
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -267,97 +261,6 @@ def plan_runs(study: StudyConfig, out: Path) -> list[tuple[StudyConfig, Path]]:
     planned = [(r, _inside(out, out / f"{r.run_id}.h5", study, "the run file")) for r in runs]
     _check_existing(planned)
     return planned
-
-
-_HELD: dict[Path, tuple[FileLock, int, int]] = {}  # lock file -> (lock, thread, depth)
-_HELD_GUARD = threading.Lock()
-
-
-def _in_use(out: Path, lock: Path) -> ConfigError:
-    owner = ""
-    try:
-        owner = (out / OWNER_FILE).read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:  # not written yet, or already removed: the lock file is named anyway
-        pass
-    who = f" ({owner})" if owner else ""
-    return ConfigError(
-        f"the output folder is in use by another run{who}: {lock} is locked; wait for "
-        "that run to finish or choose another --out",
-        path=out,
-        key="--out",
-    )
-
-
-@contextmanager
-def lock_out(out: str | Path) -> Iterator[Path]:
-    """Hold the exclusive lock of the output folder ``out`` (``OUT/.analogebl.lock``).
-
-    Only the holder writes ``study.toml``, clears stale temp files and starts runs (the
-    workers of a ``local:N`` pool or a Dask cluster write their own run files while the
-    process that owns the study holds the lock). Another process (or thread) asking for it
-    is refused at once with a :class:`ConfigError` naming the lock file and, when known,
-    the holder's pid and host (``OUT/.analogebl.lock.owner``). The lock is the operating
-    system's (``flock``): it goes with the process, so a killed run leaves no stale lock.
-    Nested use in one thread is allowed (the CLI may hold it across the run and its report).
-
-    Yields
-    ------
-    Path
-        The output folder (created if missing).
-    """
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder: {exc.strerror}", path=out) from None
-    lock_path = (out / LOCK_FILE).resolve()
-    me = threading.get_ident()
-    with _HELD_GUARD:
-        held = _HELD.get(lock_path)
-        if held is not None and held[1] != me:
-            raise _in_use(out, lock_path)
-        if held is not None:
-            _HELD[lock_path] = (held[0], me, held[2] + 1)
-    if held is None:
-        lock = FileLock(str(lock_path), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise _in_use(out, lock_path) from None
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot write to the output folder (lock file {LOCK_FILE}): {exc.strerror}",
-                path=out,
-            ) from None
-        with _HELD_GUARD:
-            _HELD[lock_path] = (lock, me, 1)
-        try:
-            atomic_write_text(out / OWNER_FILE, f"pid {os.getpid()} on {socket.gethostname()}\n")
-        except OSError as exc:
-            _release(lock_path)
-            raise ConfigError(
-                f"cannot write to the output folder: {exc.strerror}", path=out
-            ) from None
-        except BaseException:
-            _release(lock_path)
-            raise
-    try:
-        yield out
-    finally:
-        _release(lock_path)
-
-
-def _release(lock_path: Path) -> None:
-    with _HELD_GUARD:
-        lock, me, depth = _HELD[lock_path]
-        if depth > 1:
-            _HELD[lock_path] = (lock, me, depth - 1)
-            return
-        del _HELD[lock_path]
-    try:
-        (lock_path.parent / OWNER_FILE).unlink(missing_ok=True)
-    finally:
-        lock.release()
 
 
 def _prepare_out(out: Path, study: StudyConfig) -> None:
