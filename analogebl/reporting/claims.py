@@ -303,7 +303,7 @@ def claims_markdown(results: list[ClaimResult], unchecked: list[str] | None = No
             ps = [c.p for c in r.comparisons if not math.isnan(c.p)]
             verdict = f"**{r.verdict}**" + (" (smoke: not a result)" if r.cohort.smoke else "")
             out.append(
-                f"| {r.claim.name} | {r.study} | {r.cohort.tier}, {r.cohort.epochs} epochs, "
+                f"| {r.claim.name} | {r.study} | {r.cohort.tier}, {r.cohort.epochs_text}, "
                 f"{r.cohort.train_size} images | {r.context or '–'} | {verdict} | "
                 f"{_pfmt(max(ps)) if ps else '–'} |"
             )

@@ -67,11 +67,16 @@ class Cohort:
         """Whether this is the ``smoke`` tier (seconds-long runs for tests: not a result)."""
         return self.tier == "smoke"
 
+    @property
+    def epochs_text(self) -> str:
+        """``"1 epoch"`` / ``"5 epochs"``."""
+        return f"{self.epochs} epoch" + ("" if str(self.epochs) == "1" else "s")
+
     def describe(self) -> str:
         """One line naming what the cohort's runs share."""
         val = f", {self.validation_size} validation" if self.validation_size not in ("?", 0) else ""
         return (
-            f"study `{self.study}`, tier `{self.tier}`, {self.epochs} epochs, "
+            f"study `{self.study}`, tier `{self.tier}`, {self.epochs_text}, "
             f"{self.train_size} training / {self.test_size} test images{val}"
         )
 

@@ -277,7 +277,7 @@ def test_report_regenerated_from_committed_run_files(tmp_path):
         "#### negative_beats_positive_ep: not significant",
         "| n_ep | p_ep | 85.94 ± 4.42 [n=2] | 86.72 ± 5.52 [n=2] |",
         "#### c_ep_best_energy_based: insufficient data",
-        "tier `smoke`, 1 epochs, 64 training / 64 test images",
+        "tier `smoke`, 1 epoch, 64 training / 64 test images",
         "**smoke: not a result**",
         "| P-EP | 86.72 ± 5.52 (91.41) |",
         "| N-EP | 85.94 ± 4.42 (91.41) |",
