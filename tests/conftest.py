@@ -13,6 +13,10 @@ from analogebl.plan import build_plan
 
 
 def pytest_configure(config):
+    # CI exports a relative ANALOGEBL_DATA (../shared/data); tests that run the CLI from
+    # another folder (the robustness tables chdir into tmp_path) need it absolute
+    if os.environ.get("ANALOGEBL_DATA"):
+        os.environ["ANALOGEBL_DATA"] = os.path.abspath(os.environ["ANALOGEBL_DATA"])
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     # a fixed budget: runs compared bit for bit (resume, executors) must not pick different
     # counts because the machine's load changed between them (analogebl.threads)
