@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from analogebl.errors import ConfigError
+from analogebl.spec import section_defaults
 
 __all__ = ["DEFAULTS", "REQUIRED", "SCHEMA", "check_document"]
 
@@ -75,6 +76,8 @@ SCHEMA: dict[str, tuple] = {
     "rule.temperature": (float, int),
 }
 
+#: Defaults of the study-level keys; those of the rule, relaxation, optimizer, circuit,
+#: model and data sections come from their typed specs (one source: analogebl.spec).
 DEFAULTS: dict[str, Any] = {
     "description": "",
     "default_tier": "full",
@@ -82,54 +85,16 @@ DEFAULTS: dict[str, Any] = {
     "variant": None,
     "checkpoint_minutes": 10.0,
     "epochs": 1,
-    "batch_size": 128,
-    "eval_batch_size": 1000,
     "seed": 0,
-    "train_subset": None,
-    "test_subset": None,
-    "augment": True,
-    "pad_to": None,
     "backend": "auto",
     "threads": "auto",
     "dtype": "float32",
     "device": None,
     "circuit.name": None,
-    "circuit.width": 1.0,
-    "circuit.gains": None,
-    "circuit.pool": None,
-    "circuit.depth": None,
     "measure_memory": False,
-    "rule.beta": None,
-    "rule.iterations": 15,
-    "rule.schedule": None,
-    "rule.nudge": "exact",
-    "relaxation.free_iterations": 60,
-    "relaxation.schedule": "async",
     "optimizer.name": "sgd",
-    "optimizer.momentum": 0.9,
-    "optimizer.weight_decay": 0.0,
-    "optimizer.schedule": "cosine",
-    "optimizer.eta_min": 2e-6,
-    "optimizer.adam_lr": 1e-3,
-    "optimizer.nesterov": True,
-    "optimizer.ns_steps": 5,
-    "optimizer.spectral_cap": None,
-    "optimizer.rank_frac": 0.25,
-    "optimizer.dion_threshold": 50_000,
-    "optimizer.damping": 1e-2,
-    "optimizer.kfac_decay": 0.95,
-    "optimizer.lr_scale": 1.0,
-    "validation_subset": None,
     "model.name": None,
-    "model.hidden": 256,
-    "model.alpha": 0.5,
-    "model.symmetric": True,
-    "model.spectral_cap": None,
-    "model.cost": "ce",
-    "model.tol": 1e-4,
-    "rule.points": 4,
-    "rule.homeostasis": 0.0,
-    "rule.temperature": 0.0,
+    **section_defaults(),
 }
 REQUIRED = ("dataset", "circuit.name", "rule.name", "optimizer.lr")
 
