@@ -67,15 +67,11 @@ RULES = tuple(RULE_LABELS)
 _VARIANTS = ("positive", "negative", "centered")
 
 
-def _check_phase_options(schedule: str | None, nudge: str) -> None:
+def _check_schedule(schedule: str | None) -> None:
     if schedule is not None and schedule not in SCHEDULES:
         raise ConfigError(
             f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}",
             key="rule.schedule",
-        )
-    if nudge not in NUDGES:
-        raise ConfigError(
-            f"nudge must be one of {', '.join(NUDGES)}, got {nudge!r}", key="rule.nudge"
         )
 
 
@@ -96,7 +92,11 @@ class _Contrastive:
             raise ConfigError(
                 f"variant must be one of {_VARIANTS}, got {self.variant!r}", key="rule.variant"
             )
-        _check_phase_options(self.schedule, self.nudge)
+        _check_schedule(self.schedule)
+        if self.nudge not in NUDGES:
+            raise ConfigError(
+                f"nudge must be one of {', '.join(NUDGES)}, got {self.nudge!r}", key="rule.nudge"
+            )
         if not self.beta > 0:
             raise ConfigError(f"beta must be > 0, got {self.beta}", key="rule.beta")
         if self.iterations < 1:
@@ -147,7 +147,7 @@ class TruncatedBackprop:
     name = "tbp"
 
     def __post_init__(self):
-        _check_phase_options(self.schedule, "exact")
+        _check_schedule(self.schedule)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from analogebl.errors import ConfigError
+from analogebl.training.support import flatten
 
 __all__ = ["REQUIRED_METRICS", "check_checkpoint", "check_record", "planned_arrays"]
 
@@ -232,8 +233,6 @@ def planned_arrays(trainer) -> tuple[dict[str, tuple], dict[str, tuple], dict[st
     params = {k: spec(v) for k, v in st["params"].items()}
     required = {f"params/{k}": v for k, v in params.items()}
     required.update({f"model/{k}": spec(v) for k, v in st["model"].items()})
-    from analogebl.training.support import flatten
-
     own = flatten(st["updater"]["arrays"])
     required.update({k: spec(v) for k, v in own.items() if not k.startswith("hwnoise/")})
     if up.ideal or not getattr(up, "plain", False):  # the optimizer takes the steps
