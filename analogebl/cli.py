@@ -247,6 +247,13 @@ def _profile_show(args) -> int:
     from analogebl.hardware import load_profile
 
     prof = load_profile(args.name)
+    print(f"{prof.name}: {prof.description or '(no description)'}")
+    print(f"file: {prof.path}" + (f" (extends {prof.extends})" if prof.extends else ""))
+    if prof.references:
+        print("references:")
+        for ref in prof.references:
+            print(f"  - {ref}")
+    print()
     rows = prof.describe()
     w = max(len(r[0]) for r in rows)
     for key, value, unit, source in rows:
@@ -562,6 +569,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("analogebl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `analogebl ... | head`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent
+        return 141
 
 
 if __name__ == "__main__":

@@ -119,6 +119,9 @@ def test_cli_profile_list_and_show(capsys):
     assert main(["profile", "show", "reram_like"]) == 0
     out = capsys.readouterr().out
     assert "conductance.g_max_S" in out and " S " in out and "1e-05" in out
+    prof = load_profile("reram_like")  # the header: description, file and every reference
+    assert out.startswith(f"reram_like: {prof.description}")
+    assert prof.references and all(f"  - {ref}" in out for ref in prof.references)
     assert main(["profile", "show", "nope"]) == 2
 
 
