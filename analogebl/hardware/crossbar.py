@@ -85,6 +85,10 @@ def device_params(prof: HardwareProfile) -> DeviceParams:
         g("retention", "drift_nu"),
         g("retention", "drift_nu_std"),
         g("retention", "drift_t0_sec"),
+        g("retention", "decay_lifetime_sec"),
+        g("conductance", "g_min_S")
+        + g("update", "reset_g_rel") * (g("conductance", "g_max_S") - g("conductance", "g_min_S")),
+        tuple(float(c) for c in g("retention", "prog_noise_poly_S")),
     )
 
 
@@ -116,8 +120,8 @@ class Crossbars:
             self.g_unit[k] = gu
             plus, minus = DeviceArray(p, v.shape, rng), DeviceArray(p, v.shape, rng)
             v = np.asarray(v, dtype=np.float64)
-            plus.program(p.g_min_S + np.maximum(v, 0.0) * gu)
-            minus.program(p.g_min_S + np.maximum(-v, 0.0) * gu)
+            plus.program(p.g_min_S + np.maximum(v, 0.0) * gu, rng)
+            minus.program(p.g_min_S + np.maximum(-v, 0.0) * gu, rng)
             self.pairs[k] = (plus, minus)
 
     # ------------------------------------------------------------------ reads
@@ -204,10 +208,19 @@ class Crossbars:
         return (int(need.sum()), int(n_p.sum() + n_m.sum())), energy
 
     def advance(self, seconds: float) -> None:
-        """Let time pass (drift) on every device."""
+        """Let time pass on every device: exponential leak and drift."""
         for a, b in self.pairs.values():
             a.advance(seconds)
             b.advance(seconds)
+
+    def leak(self, seconds: float) -> None:
+        """The exponential leak alone (the time a training step takes; drift is advanced
+        between epochs)."""
+        if self.p.decay_lifetime_sec <= 0 or seconds <= 0:
+            return
+        for a, b in self.pairs.values():
+            a.leak(seconds)
+            b.leak(seconds)
 
     # ------------------------------------------------------------------ physics
     def crossbar_power_W(self, name: str, pre: np.ndarray, post: np.ndarray) -> float:

@@ -61,6 +61,9 @@ class DeviceParams:
     drift_nu: float = 0.0
     drift_nu_std: float = 0.0
     drift_t0_sec: float = 20.0
+    decay_lifetime_sec: float = 0.0
+    decay_target_S: float | None = None
+    prog_noise_poly_S: tuple[float, ...] = ()
 
     @property
     def range_S(self) -> float:
@@ -141,13 +144,28 @@ class DeviceArray:
         v = (self.G + self.noise) * self.drift
         return np.where(self.stuck, self.stuck_level, v) if self.stuck.any() else v
 
-    def program(self, target_S: np.ndarray) -> None:
+    def prog_noise_std_S(self, G: np.ndarray) -> np.ndarray:
+        """Programming-noise std ``sigma(G) = sum_i c_i (G / g_max)^i`` (S, floored at 0)."""
+        x = np.asarray(G, dtype=np.float64) / self.p.g_max_S
+        sd = np.zeros_like(x)
+        for c in reversed(self.p.prog_noise_poly_S):  # Horner
+            sd = sd * x + c
+        return np.maximum(sd, 0.0)
+
+    def program(self, target_S: np.ndarray, rng: np.random.Generator | None = None) -> None:
         """Set ``G`` to the nearest nominal level of ``target`` inside the device bounds
-        (initial programming; levels ``g_min + m Delta``)."""
+        (initial programming; levels ``g_min + m Delta``), then add the programming noise
+        ``G <- clip(G + sigma(G) xi, g_lo, g_hi)``, ``xi ~ N(0, 1)`` from ``rng``, when the
+        profile has ``prog_noise_poly_S`` (:meth:`prog_noise_std_S`)."""
         p = self.p
         t = np.clip(target_S, self.g_lo, self.g_hi)
         t = p.g_min_S + np.rint((t - p.g_min_S) / p.step_S) * p.step_S
         self.G = np.clip(t, self.g_lo, self.g_hi)
+        if p.prog_noise_poly_S:
+            if rng is None:
+                raise ValueError("programming noise needs an rng")
+            xi = rng.standard_normal(self.G.shape)
+            self.G = np.clip(self.G + self.prog_noise_std_S(self.G) * xi, self.g_lo, self.g_hi)
         self.age_sec[...] = 0.0
         self.drift[...] = 1.0
         self._draw_nu()
@@ -244,8 +262,23 @@ class DeviceArray:
         nu = np.maximum(mu + sd * self._nu_rng_draw, 0.0)
         self.nu = nu if where is None else np.where(where, nu, self.nu)
 
+    def leak(self, seconds: float) -> None:
+        """Exponential retention loss over ``seconds``: the programmed conductance relaxes
+        toward the reset level, ``G <- G_r + (G - G_r) exp(-seconds / tau)`` with
+        ``tau = decay_lifetime_sec`` and ``G_r = decay_target_S`` (``g_min`` without one),
+        clipped to the device bounds; stuck devices keep their level. No-op when ``tau = 0``."""
+        tau = self.p.decay_lifetime_sec
+        if tau <= 0 or seconds <= 0:
+            return
+        target = self.p.g_min_S if self.p.decay_target_S is None else self.p.decay_target_S
+        G = target + (self.G - target) * math.exp(-seconds / tau)
+        self.G = np.clip(G, self.g_lo, self.g_hi)
+        self._fix_stuck()
+
     def advance(self, seconds: float) -> None:
-        """Let ``seconds`` pass: ``G_read = G (t / t0)^-nu`` with ``t = age + t0``."""
+        """Let ``seconds`` pass: the exponential leak (:meth:`leak`), then drift,
+        ``G_read = G (t / t0)^-nu`` with ``t = age + t0``."""
+        self.leak(seconds)
         if self.p.drift_model == "none" or seconds <= 0:
             return
         t0 = self.p.drift_t0_sec

@@ -94,6 +94,15 @@ def _check_values(p: dict[str, dict[str, Any]], path) -> None:
             bad(f"{t}.v_min_V", "v_min_V must be < v_max_V")
     if p["neuron"]["v_low_V"] >= p["neuron"]["v_high_V"]:
         bad("neuron.v_low_V", "v_low_V must be < v_high_V")
+    r = p["retention"]
+    if r["decay_lifetime_sec"] > 0 and not (
+        p["energy"]["t_read_sec"] > 0 or r["epoch_interval_sec"] > 0
+    ):
+        bad("retention.decay_lifetime_sec", "the leak needs a clock: set energy.t_read_sec "
+            "(time of one relaxation iteration) or retention.epoch_interval_sec")  # fmt: skip
+    if (r["decay_lifetime_sec"] > 0 or r["prog_noise_poly_S"]) and c["mapping"] != "differential":
+        key = "decay_lifetime_sec" if r["decay_lifetime_sec"] > 0 else "prog_noise_poly_S"
+        bad(f"retention.{key}", 'acts on devices: needs conductance.mapping = "differential"')
 
 
 @dataclass(frozen=True)

@@ -108,8 +108,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "drift_nu_std": (_F, 0.0, "", "device spread of nu"),
         "drift_t0_sec": (_F, 20.0, "s", "drift reference time"),
         "epoch_interval_sec": (_F, 0.0, "s", "simulated time between epochs (drift clock)"),
-        "decay_lifetime_sec": (_F, 0.0, "s", "exponential leak (not simulated)"),
-        "prog_noise_poly_S": (_L, [], "S", "programming-noise polynomial (not simulated)"),
+        "decay_lifetime_sec": (_F, 0.0, "s", "exponential leak toward the reset level (0 = none)"),
+        "prog_noise_poly_S": (_L, [], "S", "programming-noise std sum c_i (G/g_max)^i"),
     },
     "array": {
         k: (t, d, u, "array parasitics (recorded; not simulated)")

@@ -146,10 +146,14 @@ class CrossbarUpdater:
         stats = self.xbar.apply(delta, self.rng_update)
         self.pulses += stats.pulses
         self.update_energy_J += stats.energy_J
+        if free_state is not None and self.t_read:
+            # the step's relaxations take iterations * t_read per example (examples relax
+            # one after another on one circuit): the retention leak over that time
+            self.xbar.leak(iterations * self.t_read * free_state[0].shape[0])
         self._load_weights()
 
     def end_epoch(self) -> None:
-        """Time passes between epochs (``retention.epoch_interval_sec``): drift."""
+        """Time passes between epochs (``retention.epoch_interval_sec``): leak and drift."""
         dt = self.profile.get("retention", "epoch_interval_sec")
         if dt > 0:
             self.xbar.advance(dt)

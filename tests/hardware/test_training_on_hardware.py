@@ -70,3 +70,35 @@ def test_resume_on_hardware_is_bit_identical(data_dir, tmp_path, monkeypatch):
             np.testing.assert_array_equal(ra.metrics[k], rb.metrics[k], err_msg=k)
     for k, v in ra.checkpoint.arrays.items():
         np.testing.assert_array_equal(v, rb.checkpoint.arrays[k], err_msg=k)
+
+
+def test_a_training_step_leaks_for_the_time_its_relaxations_take(data_dir, tmp_path,
+                                                                monkeypatch):  # fmt: skip
+    """With ``retention.decay_lifetime_sec`` each step leaks the devices for the step's
+    relaxation time, ``iterations * t_read_sec * batch`` (examples relax one after another)."""
+    from analogebl.hardware import Crossbars
+    from analogebl.training.updaters import CrossbarUpdater
+
+    f = tmp_path / "leaky.toml"
+    f.write_text('[profile]\nname = "leaky"\nextends = "ideal_16bit"\n'
+                 "[retention]\ndecay_lifetime_sec = 1e-3\n"
+                 "[energy]\nt_read_sec = 1e-8\n")  # fmt: skip
+    seen, leaks = [], []
+    real_step, real_leak = CrossbarUpdater.step, Crossbars.leak
+
+    def step(self, params, grads, backend=None, free_state=None, iterations=0):
+        seen.append((iterations, free_state[0].shape[0], self.t_read))
+        return real_step(self, params, grads, backend, free_state, iterations)
+
+    def leak(self, seconds):
+        leaks.append(seconds)
+        return real_leak(self, seconds)
+
+    monkeypatch.setattr(CrossbarUpdater, "step", step)
+    monkeypatch.setattr(Crossbars, "leak", leak)
+    sets = ["train_subset=100", "test_subset=50", "epochs=1", "batch_size=50", f"profile={f}"]
+    run_training(load_study("mnist_dhn_c_ep", "smoke", [parse_set(s) for s in sets]),
+                 progress=False, path=tmp_path / "r.h5")  # fmt: skip
+    assert len(seen) == 2 and len(leaks) == 2
+    for (its, batch, t_read), secs in zip(seen, leaks, strict=True):
+        assert its > 0 and batch == 50 and secs == pytest.approx(its * t_read * batch, rel=1e-12)
