@@ -20,7 +20,7 @@ import numpy as np
 from analogebl.backends.gradients import GradientsMixin
 from analogebl.backends.relaxation import Array, RelaxationMixin
 from analogebl.plan import Plan
-from analogebl.plan.effects import ReadNoise, StateQuantizer
+from analogebl.plan.effects import NudgeCurrent, ReadNoise, StateQuantizer
 
 __all__ = ["Backend"]
 
@@ -50,6 +50,8 @@ class Backend(RelaxationMixin, GradientsMixin):
         self._quant: tuple[StateQuantizer | None, ...] | None = None
         self._noise: ReadNoise | None = None
         self._noise_rng: np.random.Generator | None = None
+        self._conv_rng: np.random.Generator | None = None  # converter noise / rounding
+        self._nudge_src: NudgeCurrent | None = None  # the nudging current's limits
         self._noise_now: dict[str, Array] | None = None  # current std * xi per parameter
         self._read: dict[str, Array] | None = None  # W + noise while a relaxation runs
         if plan.quantizers is not None:  # the profile's converters, compiled into the plan
@@ -67,6 +69,10 @@ class Backend(RelaxationMixin, GradientsMixin):
         raise NotImplementedError
 
     def op_clip01(self, h: Array) -> Array:
+        raise NotImplementedError
+
+    def op_clip(self, a: Array, lo: float, hi: float) -> Array:
+        """``clip(a, lo, hi)`` (bounds may be infinite)."""
         raise NotImplementedError
 
     def op_quantize(self, s: Array, q: StateQuantizer) -> Array:

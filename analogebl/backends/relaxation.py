@@ -14,12 +14,13 @@ max-pool's argmax taken at the current pre-synaptic state):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from analogebl.plan import NUDGES, CouplingPlan
-from analogebl.plan.effects import ReadNoise
+from analogebl.plan.effects import NudgeCurrent, ReadNoise, StateQuantizer
 
 __all__ = ["RelaxationMixin"]
 
@@ -47,6 +48,45 @@ class RelaxationMixin:
                 f"({self.plan.num_layers}), got {len(quantizers)}"
             )
         self._quant = quantizers
+
+    def set_converter_rng(self, rng: np.random.Generator | None) -> None:
+        """The generator of the converters' noise and stochastic rounding (``plan.effects``);
+        needed only when a quantizer draws (:attr:`StateQuantizer.random`)."""
+        self._conv_rng = rng
+
+    def converter_rng(self) -> np.random.Generator | None:
+        """The installed converter generator (``None``: none)."""
+        return self._conv_rng
+
+    def quantize(self, s: Array, q, clamp01: bool = False) -> Array:
+        """One conversion ``q(s)`` (``clamp01``: of the diode-clamped node ``clip(s, 0, 1)``),
+        with the converter's noise and stochastic rounding when it has them."""
+        if not q.random:
+            return self.op_clip01_quantize(s, q) if clamp01 else self.op_quantize(s, q)
+        rng = self.converter_rng()
+        if rng is None:
+            raise ValueError(
+                "a converter with noise or stochastic rounding needs an explicit numpy "
+                "Generator (set_converter_rng)"
+            )
+        if clamp01:
+            s = self.op_clip01(s)
+        return self.op_quantize(s + self.asarray(q.dither(tuple(s.shape), rng)), q)
+
+    def set_nudge_current(self, source: NudgeCurrent | None) -> None:
+        """The nudging current source's limits (``plan.effects``); ``None``: ideal."""
+        if source is not None and source.levels is None and math.isinf(source.i_max):
+            source = None
+        self._nudge_src = source
+
+    def _nudge_current(self, i: Array) -> Array:
+        """``c(I)``: saturate, then (with levels) round to the source's codes."""
+        src = self._nudge_src
+        c = self.op_clip(i, -src.i_max, src.i_max)
+        if src.levels is None:
+            return c
+        q = StateQuantizer(src.levels, -src.i_max, src.i_max)  # same grid as the source
+        return self.op_quantize(c, q)
 
     def set_read_noise(
         self, noise: ReadNoise | None, rng: np.random.Generator | None = None
@@ -160,7 +200,7 @@ class RelaxationMixin:
                 )
             x = self.asarray(np.ascontiguousarray(x).reshape((n, *shape0)))
             if self._quant is not None and self._quant[0] is not None:
-                x = self.op_quantize(x, self._quant[0])
+                x = self.quantize(x, self._quant[0])
         return x
 
     def zero_state(self, x: np.ndarray | Array) -> list[Array]:
@@ -223,13 +263,16 @@ class RelaxationMixin:
         ``h - beta (o - y)`` (same fixed point; a contraction for ``|beta| < 1``)."""
         q = None if self._quant is None else self._quant[k]
         if k < self.plan.output:
-            return self.op_clip01(h) if q is None else self.op_clip01_quantize(h, q)
+            return self.op_clip01(h) if q is None else self.quantize(h, q, clamp01=True)
         if beta != 0.0:
-            if current is None:
+            if self._nudge_src is not None:  # a real current source: o = h + c(I)
+                o = (h + beta * target) * (1.0 / (1.0 + beta)) if current is None else current
+                h = h + self._nudge_current(beta * (target - o))
+            elif current is None:
                 h = (h + beta * target) * (1.0 / (1.0 + beta))
             else:
                 h = h - beta * (current - target)
-        return h if q is None else self.op_quantize(h, q)
+        return h if q is None else self.quantize(h, q)
 
     def half_step(
         self,

@@ -94,6 +94,14 @@ def _check_values(p: dict[str, dict[str, Any]], path) -> None:
             bad(f"{t}.v_min_V", "v_min_V must be < v_max_V")
     if p["neuron"]["v_low_V"] >= p["neuron"]["v_high_V"]:
         bad("neuron.v_low_V", "v_low_V must be < v_high_V")
+    nu = p["nudge"]
+    if nu["bits"] and math.isinf(nu["i_max_A"]):
+        bad("nudge.bits", "a quantized nudge current needs a finite nudge.i_max_A (its range)")
+    if (nu["bits"] or math.isfinite(nu["i_max_A"])) and (
+        c["mapping"] != "differential" or not p["energy"]["v_read_V"] > 0
+    ):
+        bad("nudge.i_max_A", "a nudge current in amperes needs conductance.mapping = "
+            '"differential" and energy.v_read_V > 0 (they convert it to state units)')  # fmt: skip
     r = p["retention"]
     if r["decay_lifetime_sec"] > 0 and not (
         p["energy"]["t_read_sec"] > 0 or r["epoch_interval_sec"] > 0

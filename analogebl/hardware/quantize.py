@@ -5,6 +5,11 @@
 * hidden layers (ADC, ``adc.bits``): the clamp range ``[0, 1]`` = ``[v_low_V, v_high_V]``;
 * output (ADC): the linear output's working range, ``[-1, 2]`` in state units [assumed: the
   one-hot targets 0/1 with room for overshoot].
+
+Converter noise is input-referred: the DAC's ``noise_V`` becomes
+``noise_V * (hi - lo) / (v_max_V - v_min_V)`` state units (its voltage range spans the codes),
+the ADC's ``noise_lsb`` is ``noise_lsb * step`` of each layer's quantizer; both converters
+may round stochastically (``stochastic_rounding``).
 """
 
 from __future__ import annotations
@@ -23,13 +28,24 @@ def state_quantizers(
     prof: HardwareProfile, num_layers: int, mean, std
 ) -> list[StateQuantizer | None] | None:
     """One quantizer (or ``None``) per layer; ``None`` when neither converter quantizes."""
-    dac, adc = prof.get("dac", "bits"), prof.get("adc", "bits")
+    g = prof.get
+    dac, adc = g("dac", "bits"), g("adc", "bits")
     if not dac and not adc:
         return None
     mean, std = np.asarray(mean, float), np.asarray(std, float)
     lo, hi = float(np.min((0 - mean) / std)), float(np.max((1 - mean) / std))
-    qs: list[StateQuantizer | None] = [StateQuantizer.from_bits(dac, lo, hi) if dac else None]
+    qs: list[StateQuantizer | None] = [None]
+    if dac:
+        volts = g("dac", "v_max_V") - g("dac", "v_min_V")
+        qs[0] = StateQuantizer.from_bits(dac, lo, hi, g("dac", "noise_V") * (hi - lo) / volts,
+                                         g("dac", "stochastic_rounding"))  # fmt: skip
+
+    def adc_q(a: float, b: float) -> StateQuantizer:
+        step = (b - a) / (2 ** int(adc) - 1)
+        return StateQuantizer.from_bits(adc, a, b, g("adc", "noise_lsb") * step,
+                                        g("adc", "stochastic_rounding"))  # fmt: skip
+
     for _ in range(1, num_layers - 1):
-        qs.append(StateQuantizer.from_bits(adc) if adc else None)
-    qs.append(StateQuantizer.from_bits(adc, *OUTPUT_RANGE) if adc else None)
+        qs.append(adc_q(0.0, 1.0) if adc else None)
+    qs.append(adc_q(*OUTPUT_RANGE) if adc else None)
     return qs

@@ -8,7 +8,8 @@
   it as pulses through the device response; the backend then reads the new effective weights
   back (with read noise). Random streams: device instances from ``(rng.device_seed, or the
   run's seed without one, "hardware/devices")``, pulses from ``"hardware/update"``, reads from
-  ``"hardware/read"``; their states are part of :meth:`Updater.state_dict`.
+  ``"hardware/read"``, converter noise and stochastic rounding from ``"hardware/convert"``;
+  their states are part of :meth:`Updater.state_dict`.
 
 Both keep one nested state: ``{"arrays": {group: {name: array}}, "scalars": {...},
 "rng": {...}}``; the optimizer's own state is checkpointed by the trainer.
@@ -17,15 +18,27 @@ Both keep one nested state: ``{"arrays": {group: {name: array}}, "scalars": {...
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Protocol
 
 import numpy as np
 
 from analogebl.hardware import Crossbars, HardwareProfile
 from analogebl.plan import derive_rng
-from analogebl.plan.effects import ReadNoise
+from analogebl.plan.effects import NudgeCurrent, ReadNoise
 
-__all__ = ["CrossbarUpdater", "IdealUpdater", "Updater"]
+__all__ = ["CrossbarUpdater", "IdealUpdater", "Updater", "nudge_current"]
+
+
+def nudge_current(profile: HardwareProfile, xbar: Crossbars, plan) -> NudgeCurrent | None:
+    """The profile's nudging current source in state units: one unit of output field is the
+    current ``g_unit v_read_V`` of the output crossbar (``g_unit`` siemens per weight unit),
+    so ``i_max = i_max_A / (g_unit v_read_V)``; ``nudge.bits`` codes span ``+-i_max``."""
+    bits, i_max_A = profile.get("nudge", "bits"), profile.get("nudge", "i_max_A")
+    if not bits and math.isinf(i_max_A):
+        return None
+    per_unit_A = xbar.g_unit[plan.couplings[-1].name] * profile.get("energy", "v_read_V")
+    return NudgeCurrent(i_max_A / per_unit_A, 2 ** int(bits) if bits else None)
 
 
 class Updater(Protocol):
@@ -94,6 +107,9 @@ class CrossbarUpdater:
         )
         self.rng_update = derive_rng(seed, "hardware/update")
         self.rng_read = derive_rng(seed, "hardware/read")
+        self.rng_convert = derive_rng(seed, "hardware/convert")  # converter noise, rounding
+        backend.set_converter_rng(self.rng_convert)
+        backend.set_nudge_current(nudge_current(profile, self.xbar, backend.plan))
         self.plain = profile.get("update", "rule") == "plain"
         self.resample = profile.get("read", "resample")
         self.t_read = profile.get("energy", "t_read_sec")
@@ -177,6 +193,7 @@ class CrossbarUpdater:
         rng = {
             "hardware/update": self.rng_update.bit_generator.state,
             "hardware/read": self.rng_read.bit_generator.state,
+            "hardware/convert": self.rng_convert.bit_generator.state,
         }
         scalars = {
             "hw_pulses": self.pulses,
@@ -190,6 +207,8 @@ class CrossbarUpdater:
         self.xbar.load_state_dict(arrays.get("hw", {}))
         self.rng_update.bit_generator.state = rng["hardware/update"]
         self.rng_read.bit_generator.state = rng["hardware/read"]
+        if "hardware/convert" in rng:  # absent from checkpoints before converter noise
+            self.rng_convert.bit_generator.state = rng["hardware/convert"]
         self.pulses = int(scalars.get("hw_pulses", 0))
         self.update_energy_J = float(scalars.get("hw_update_J", 0.0))
         self.relax_energy_J = float(scalars.get("hw_relax_J", 0.0))

@@ -82,6 +82,9 @@ class NumbaBackend(ReferenceBackend):
         )
         return out
 
+    def op_clip(self, a, lo, hi):
+        return np.clip(a, lo, hi)
+
     def op_quantize(self, s, q):
         return self._clip_quantize(s, -np.inf, np.inf, q)
 

@@ -51,6 +51,9 @@ class ReferenceBackend(Backend):
     def op_clip01(self, h):
         return np.clip(h, 0.0, 1.0)
 
+    def op_clip(self, a, lo, hi):
+        return np.clip(a, lo, hi)
+
     def op_quantize(self, s, q):
         return q(s)
 

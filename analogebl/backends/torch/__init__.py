@@ -43,6 +43,9 @@ class TorchBackend(Backend):
     def op_clip01(self, h):
         return h.clamp(0.0, 1.0)
 
+    def op_clip(self, a, lo, hi):
+        return a.clamp(lo, hi)
+
     def op_quantize(self, s, q):
         """``lo + round((clamp(s, lo, hi) - lo) / step) * step`` (round half to even)."""
         step = torch.tensor(q.step, dtype=s.dtype, device=s.device)
