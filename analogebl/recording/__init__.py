@@ -35,6 +35,7 @@ kind. Whether the checkpoint fits the run being resumed is checked by
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -152,18 +153,24 @@ class NotARunFile(ConfigError):
     """An HDF5 file without a ``/meta`` group: some other file (a dataset, a cache)."""
 
 
+@functools.cache
 def git_sha() -> str:
-    """The source tree's git commit (``"unknown"`` outside a checkout)."""
+    """The source tree's git commit, ``-dirty`` appended when tracked files differ from it
+    (``"unknown"`` outside a checkout). Read once per process: the code a process runs is
+    the code it imported, so a commit made while a study runs does not relabel its later
+    runs."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=here,
+                             timeout=5, check=False)  # fmt: skip
+        return out.stdout.strip() if out.returncode == 0 else ""
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-            check=False,
-        )
-        return out.stdout.strip() or "unknown"
+        sha = git("rev-parse", "HEAD")
+        if not sha:
+            return "unknown"
+        return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

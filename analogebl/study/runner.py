@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analogebl.errors import ConfigError, DivergenceError
-from analogebl.recording import atomic_write_text, read_run
+from analogebl.recording import atomic_write_text, git_sha, read_run
 from analogebl.recording.atomic import temp_target
 from analogebl.study.config import StudyConfig
 from analogebl.study.outlock import LOCK_FILE, OWNER_FILE, lock_out
@@ -346,6 +346,7 @@ def run_study(
                 _prepare_out(out, study)
                 log(f"{len(planned)} run(s) -> {out} (executor {executor})")
                 jobs = [(r, str(p)) for r, p in planned]
+                git_sha()  # read once, before the workers fork: every run names the same code
                 return _launch(study, jobs, kind, arg, client, checkpoint_seconds, progress,
                                quiet, log)  # fmt: skip
             finally:  # the cluster lets go of the study's tasks before the lock is released

@@ -94,3 +94,26 @@ def test_atomic_writes_replace_whole_files_or_nothing(tmp_path, monkeypatch):
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
     assert is_temp_file(tmp_path / ".a.txt.0123abcd.tmp") and not is_temp_file(target)
+
+
+def test_git_sha_is_read_once_per_process_and_marks_a_dirty_tree(monkeypatch):
+    """The code a process runs is what it imported: later commits do not relabel its runs;
+    uncommitted changes to tracked files show as ``-dirty``."""
+    import subprocess
+
+    from analogebl import recording
+
+    calls = []
+
+    def fake_run(args, **kw):
+        calls.append(args[1])
+        out = {"rev-parse": "ab" * 20, "status": " M analogebl/x.py"}[args[1]]
+        return subprocess.CompletedProcess(args, 0, stdout=out + "\n", stderr="")
+
+    recording.git_sha.cache_clear()
+    monkeypatch.setattr(recording.subprocess, "run", fake_run)
+    try:
+        assert recording.git_sha() == "ab" * 20 + "-dirty"
+        assert recording.git_sha() == "ab" * 20 + "-dirty" and calls == ["rev-parse", "status"]
+    finally:
+        recording.git_sha.cache_clear()
