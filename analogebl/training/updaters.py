@@ -115,6 +115,7 @@ class CrossbarUpdater:
         self.t_read = profile.get("energy", "t_read_sec")
         self._load_weights()
         self.pulses, self.update_energy_J, self.relax_energy_J = 0, 0.0, 0.0
+        self.convert_energy_J = 0.0
 
     def _load_weights(self) -> None:
         """Read the crossbars' effective weights into the backend (new read-noise std)."""
@@ -132,8 +133,19 @@ class CrossbarUpdater:
             self.b.redraw_read_noise()
 
     def _observe(self, free_state, iterations: int) -> None:
-        """Account the read energy of a step's relaxations: power at the free equilibrium
-        times ``iterations * t_read_sec`` (dense crossbars)."""
+        """Account the energy of a step's relaxations: crossbar read power at the free
+        equilibrium times ``iterations * t_read_sec`` (dense crossbars), and the converters:
+        every non-input node is converted by the ADC once per iteration (each layer update
+        reads it), every input node by the DAC once per example (it holds the input through
+        the step's phases): ``E = N (iterations sum_{k>=1} n_k e_adc + n_0 e_dac)``."""
+        n = free_state[0].shape[0]
+        shapes = self.b.plan.layer_shapes
+        g = self.profile.get
+        if g("adc", "bits") and g("energy", "e_adc_J"):
+            nodes = sum(math.prod(s) for s in shapes[1:])
+            self.convert_energy_J += g("energy", "e_adc_J") * n * iterations * nodes
+        if g("dac", "bits") and g("energy", "e_dac_J"):
+            self.convert_energy_J += g("energy", "e_dac_J") * n * math.prod(shapes[0])
         if not self.t_read or not self.xbar.differential:
             return
         b = self.b
@@ -181,7 +193,8 @@ class CrossbarUpdater:
             "pulses": self.pulses,
             "update_energy_J": self.update_energy_J,
             "relax_energy_J": self.relax_energy_J,
-            "energy_J": self.update_energy_J + self.relax_energy_J,
+            "convert_energy_J": self.convert_energy_J,
+            "energy_J": self.update_energy_J + self.relax_energy_J + self.convert_energy_J,
         }
 
     # ------------------------------------------------------------------ checkpoints
@@ -199,6 +212,7 @@ class CrossbarUpdater:
             "hw_pulses": self.pulses,
             "hw_update_J": self.update_energy_J,
             "hw_relax_J": self.relax_energy_J,
+            "hw_convert_J": self.convert_energy_J,
         }
         return {"arrays": arrays, "scalars": scalars, "rng": json.loads(json.dumps(rng))}
 
@@ -212,6 +226,7 @@ class CrossbarUpdater:
         self.pulses = int(scalars.get("hw_pulses", 0))
         self.update_energy_J = float(scalars.get("hw_update_J", 0.0))
         self.relax_energy_J = float(scalars.get("hw_relax_J", 0.0))
+        self.convert_energy_J = float(scalars.get("hw_convert_J", 0.0))
         self._load_weights()
         noise = {k: self.b.asarray(v) for k, v in arrays.get("hwnoise", {}).items()}
         self.b.set_read_noise_draw(noise or None)

@@ -128,3 +128,40 @@ def test_retention_without_a_clock_or_devices_is_refused(tmp_path, body, key):
     with pytest.raises(ConfigError) as e:
         load_profile(str(f))
     assert e.value.key == key
+
+
+def test_converter_energy_counts_one_adc_read_per_node_update_and_one_dac_per_input(tmp_path):
+    """``E = N (iterations sum_{k>=1} n_k e_adc + n_0 e_dac)`` per step, on top of the
+    crossbars' read energy, and part of ``energy_J``."""
+    from analogebl.backends import make_backend
+    from analogebl.circuit import load_circuit
+    from analogebl.plan import build_plan
+    from analogebl.training.updaters import CrossbarUpdater
+
+    f = tmp_path / "p.toml"
+    f.write_text('[profile]\nname = "p"\nextends = "reram_like"\n'
+                 "[energy]\ne_adc_J = 2e-12\ne_dac_J = 5e-13\n")  # fmt: skip
+    prof = load_profile(str(f))
+    plan = build_plan(load_circuit("tiny_dense"), 0, profile=prof, data_stats=([0.5], [0.25]))
+    b = make_backend("numba", plan, "float64")
+
+    class Keep:  # an optimizer that never moves the weights
+        def lr(self, k):
+            return 0.0
+
+        def step(self, params, grads):
+            pass
+
+    up = CrossbarUpdater(b, Keep(), seed=0)
+    x = np.random.default_rng(0).normal(size=(7, *plan.layer_shapes[0]))
+    free = b.relax(b.zero_state(x), 20)
+    grads = {k: np.zeros_like(np.asarray(v)) for k, v in plan.parameters.items()}
+    up.step(b.params, grads, b, free, iterations=50)
+    nodes = sum(math.prod(s) for s in plan.layer_shapes[1:])
+    want = 7 * (50 * nodes * 2e-12 + math.prod(plan.layer_shapes[0]) * 5e-13)
+    m = up.epoch_metrics()
+    assert m["convert_energy_J"] == pytest.approx(want, rel=1e-12)
+    assert m["relax_energy_J"] > 0
+    assert m["energy_J"] == pytest.approx(
+        m["update_energy_J"] + m["relax_energy_J"] + m["convert_energy_J"], rel=1e-12
+    )
