@@ -52,6 +52,7 @@ class Backend(RelaxationMixin, GradientsMixin):
         self._noise_rng: np.random.Generator | None = None
         self._conv_rng: np.random.Generator | None = None  # converter noise / rounding
         self._nudge_src: NudgeCurrent | None = None  # the nudging current's limits
+        self._nudge_grid: StateQuantizer | None = None  # its codes (None: continuous)
         self._noise_now: dict[str, Array] | None = None  # current std * xi per parameter
         self._read: dict[str, Array] | None = None  # W + noise while a relaxation runs
         if plan.quantizers is not None:  # the profile's converters, compiled into the plan

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from analogebl.plan import NUDGES, CouplingPlan
-from analogebl.plan.effects import NudgeCurrent, ReadNoise, StateQuantizer
+from analogebl.plan.effects import NudgeCurrent, ReadNoise
 
 __all__ = ["RelaxationMixin"]
 
@@ -54,16 +54,12 @@ class RelaxationMixin:
         needed only when a quantizer draws (:attr:`StateQuantizer.random`)."""
         self._conv_rng = rng
 
-    def converter_rng(self) -> np.random.Generator | None:
-        """The installed converter generator (``None``: none)."""
-        return self._conv_rng
-
     def quantize(self, s: Array, q, clamp01: bool = False) -> Array:
         """One conversion ``q(s)`` (``clamp01``: of the diode-clamped node ``clip(s, 0, 1)``),
         with the converter's noise and stochastic rounding when it has them."""
         if not q.random:
             return self.op_clip01_quantize(s, q) if clamp01 else self.op_quantize(s, q)
-        rng = self.converter_rng()
+        rng = self._conv_rng
         if rng is None:
             raise ValueError(
                 "a converter with noise or stochastic rounding needs an explicit numpy "
@@ -78,15 +74,13 @@ class RelaxationMixin:
         if source is not None and source.levels is None and math.isinf(source.i_max):
             source = None
         self._nudge_src = source
+        self._nudge_grid = None if source is None else source.grid  # built once, not per update
 
     def _nudge_current(self, i: Array) -> Array:
-        """``c(I)``: saturate, then (with levels) round to the source's codes."""
-        src = self._nudge_src
-        c = self.op_clip(i, -src.i_max, src.i_max)
-        if src.levels is None:
-            return c
-        q = StateQuantizer(src.levels, -src.i_max, src.i_max)  # same grid as the source
-        return self.op_quantize(c, q)
+        """``c(I)``: saturate, or (with levels) round to the source's codes, which saturates."""
+        if self._nudge_grid is None:
+            return self.op_clip(i, -self._nudge_src.i_max, self._nudge_src.i_max)
+        return self.op_quantize(i, self._nudge_grid)
 
     def set_read_noise(
         self, noise: ReadNoise | None, rng: np.random.Generator | None = None

@@ -215,9 +215,7 @@ class Crossbars:
 
     def leak(self, seconds: float) -> None:
         """The exponential leak alone (the time a training step takes; drift is advanced
-        between epochs)."""
-        if self.p.decay_lifetime_sec <= 0 or seconds <= 0:
-            return
+        between epochs); each device returns at once without a lifetime."""
         for a, b in self.pairs.values():
             a.leak(seconds)
             b.leak(seconds)

@@ -14,12 +14,15 @@ may round stochastically (``stochastic_rounding``).
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 
 from analogebl.hardware.profile import HardwareProfile
-from analogebl.plan.effects import StateQuantizer
+from analogebl.plan.effects import NudgeCurrent, StateQuantizer
 
-__all__ = ["OUTPUT_RANGE", "state_quantizers"]
+__all__ = ["OUTPUT_RANGE", "nudge_current", "state_quantizers"]
 
 OUTPUT_RANGE = (-1.0, 2.0)
 
@@ -41,11 +44,23 @@ def state_quantizers(
                                          g("dac", "stochastic_rounding"))  # fmt: skip
 
     def adc_q(a: float, b: float) -> StateQuantizer:
-        step = (b - a) / (2 ** int(adc) - 1)
-        return StateQuantizer.from_bits(adc, a, b, g("adc", "noise_lsb") * step,
-                                        g("adc", "stochastic_rounding"))  # fmt: skip
+        q = StateQuantizer.from_bits(adc, a, b)
+        return replace(q, noise_std=g("adc", "noise_lsb") * q.step,
+                       stochastic=g("adc", "stochastic_rounding"))  # fmt: skip
 
     for _ in range(1, num_layers - 1):
         qs.append(adc_q(0.0, 1.0) if adc else None)
     qs.append(adc_q(*OUTPUT_RANGE) if adc else None)
     return qs
+
+
+def nudge_current(prof: HardwareProfile, g_unit_out_S: float) -> NudgeCurrent | None:
+    """The profile's nudging current source in state units (``None``: ideal). One unit of
+    output field is the current ``g_unit v_read_V`` of the output crossbar (``g_unit_out_S``
+    siemens per weight unit), so ``i_max = i_max_A / (g_unit v_read_V)``; ``nudge.bits``
+    codes span ``+-i_max``."""
+    bits, i_max_A = prof.get("nudge", "bits"), prof.get("nudge", "i_max_A")
+    if not bits and math.isinf(i_max_A):
+        return None
+    per_unit_A = g_unit_out_S * prof.get("energy", "v_read_V")
+    return NudgeCurrent(i_max_A / per_unit_A, 2 ** int(bits) if bits else None)

@@ -133,18 +133,15 @@ class NudgeCurrent:
                 raise ValueError("a quantized nudge current needs a finite i_max")
 
     @property
-    def step(self) -> float:
-        """Current per code (``inf`` without levels)."""
-        return math.inf if self.levels is None else 2.0 * self.i_max / (self.levels - 1)
+    def grid(self) -> StateQuantizer | None:
+        """The source's codes as a quantizer over ``[-i_max, i_max]`` (``None``: continuous);
+        it saturates as it rounds."""
+        return None if self.levels is None else StateQuantizer(self.levels, -self.i_max, self.i_max)
 
     def __call__(self, i: np.ndarray) -> np.ndarray:
         """Reference NumPy source ``c(I)`` (the equation in the module docstring)."""
-        c = np.clip(i, -self.i_max, self.i_max)
-        if self.levels is None:
-            return c
-        step = np.asarray(self.step, dtype=c.dtype)
-        top = np.asarray(self.i_max, dtype=c.dtype)
-        return np.rint((c + top) / step) * step - top
+        grid = self.grid
+        return np.clip(i, -self.i_max, self.i_max) if grid is None else grid(i)
 
 
 @dataclass(frozen=True)

@@ -24,21 +24,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from analogebl.hardware import Crossbars, HardwareProfile
+from analogebl.hardware.quantize import nudge_current
 from analogebl.plan import derive_rng
-from analogebl.plan.effects import NudgeCurrent, ReadNoise
+from analogebl.plan.effects import ReadNoise
 
-__all__ = ["CrossbarUpdater", "IdealUpdater", "Updater", "nudge_current"]
-
-
-def nudge_current(profile: HardwareProfile, xbar: Crossbars, plan) -> NudgeCurrent | None:
-    """The profile's nudging current source in state units: one unit of output field is the
-    current ``g_unit v_read_V`` of the output crossbar (``g_unit`` siemens per weight unit),
-    so ``i_max = i_max_A / (g_unit v_read_V)``; ``nudge.bits`` codes span ``+-i_max``."""
-    bits, i_max_A = profile.get("nudge", "bits"), profile.get("nudge", "i_max_A")
-    if not bits and math.isinf(i_max_A):
-        return None
-    per_unit_A = xbar.g_unit[plan.couplings[-1].name] * profile.get("energy", "v_read_V")
-    return NudgeCurrent(i_max_A / per_unit_A, 2 ** int(bits) if bits else None)
+__all__ = ["CrossbarUpdater", "IdealUpdater", "Updater"]
 
 
 class Updater(Protocol):
@@ -109,13 +99,20 @@ class CrossbarUpdater:
         self.rng_read = derive_rng(seed, "hardware/read")
         self.rng_convert = derive_rng(seed, "hardware/convert")  # converter noise, rounding
         backend.set_converter_rng(self.rng_convert)
-        backend.set_nudge_current(nudge_current(profile, self.xbar, backend.plan))
+        out = backend.plan.couplings[-1].name
+        if self.xbar.differential:  # the profile refuses nudge limits on other mappings
+            backend.set_nudge_current(nudge_current(profile, self.xbar.g_unit[out]))
         self.plain = profile.get("update", "rule") == "plain"
         self.resample = profile.get("read", "resample")
         self.t_read = profile.get("energy", "t_read_sec")
         self._load_weights()
         self.pulses, self.update_energy_J, self.relax_energy_J = 0, 0.0, 0.0
         self.convert_energy_J = 0.0
+        g, shapes = profile.get, backend.plan.layer_shapes  # converter energy per example:
+        adc = g("energy", "e_adc_J") if g("adc", "bits") else 0.0
+        dac = g("energy", "e_dac_J") if g("dac", "bits") else 0.0
+        self._adc_J_per_iteration = adc * sum(math.prod(s) for s in shapes[1:])
+        self._dac_J = dac * math.prod(shapes[0])
 
     def _load_weights(self) -> None:
         """Read the crossbars' effective weights into the backend (new read-noise std)."""
@@ -139,13 +136,7 @@ class CrossbarUpdater:
         reads it), every input node by the DAC once per example (it holds the input through
         the step's phases): ``E = N (iterations sum_{k>=1} n_k e_adc + n_0 e_dac)``."""
         n = free_state[0].shape[0]
-        shapes = self.b.plan.layer_shapes
-        g = self.profile.get
-        if g("adc", "bits") and g("energy", "e_adc_J"):
-            nodes = sum(math.prod(s) for s in shapes[1:])
-            self.convert_energy_J += g("energy", "e_adc_J") * n * iterations * nodes
-        if g("dac", "bits") and g("energy", "e_dac_J"):
-            self.convert_energy_J += g("energy", "e_dac_J") * n * math.prod(shapes[0])
+        self.convert_energy_J += n * (iterations * self._adc_J_per_iteration + self._dac_J)
         if not self.t_read or not self.xbar.differential:
             return
         b = self.b

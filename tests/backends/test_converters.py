@@ -110,12 +110,12 @@ def test_nudge_current_source_saturates_and_rounds_to_its_codes():
 
     i = np.linspace(-3, 3, 10_001)
     np.testing.assert_array_equal(NudgeCurrent(1.5)(i), np.clip(i, -1.5, 1.5))
-    src = NudgeCurrent(1.5, 8)
-    c = src(i)
-    codes = (c + 1.5) / src.step
+    step = 2 * 1.5 / (8 - 1)  # 8 codes over [-1.5, 1.5]
+    c = NudgeCurrent(1.5, 8)(i)
+    codes = (c + 1.5) / step
     np.testing.assert_allclose(codes, np.rint(codes), atol=1e-12)
     inside = np.abs(i) <= 1.5
-    assert np.max(np.abs(c - i)[inside]) <= src.step / 2 * (1 + 1e-12)
+    assert np.max(np.abs(c - i)[inside]) <= step / 2 * (1 + 1e-12)
     assert len(np.unique(np.round(codes))) == 8
     for bad in (dict(i_max=0.0), dict(levels=8), dict(i_max=1.0, levels=1)):
         with pytest.raises(ValueError):
@@ -159,14 +159,14 @@ def test_a_saturated_source_moves_the_output_at_most_i_max_from_its_field():
     for current in (None, rng.normal(size=h.shape)):
         o = ref._activate(out, h, 0.8, y, current)
         assert np.max(np.abs(o - h)) <= 0.05 + 1e-12
-        codes = (o - h + 0.05) / NudgeCurrent(0.05, 32).step
+        codes = (o - h + 0.05) / (2 * 0.05 / 31)  # 32 codes over [-0.05, 0.05]
         np.testing.assert_allclose(codes, np.rint(codes), atol=1e-9)
 
 
 def test_profile_nudge_fields_become_state_units_and_bad_ones_are_refused(tmp_path):
     from analogebl.errors import ConfigError
     from analogebl.hardware import Crossbars
-    from analogebl.training.updaters import nudge_current
+    from analogebl.hardware.quantize import nudge_current
 
     ref, _ = backend_pair("tiny_dense", "float64", seed=5, fast="numba")
     f = tmp_path / "p.toml"
@@ -175,11 +175,11 @@ def test_profile_nudge_fields_become_state_units_and_bad_ones_are_refused(tmp_pa
     prof = load_profile(str(f))
     xb = Crossbars(prof, {k: np.asarray(v) for k, v in ref.plan.parameters.items()},
                    np.random.default_rng(0))  # fmt: skip
-    src = nudge_current(prof, xb, ref.plan)
     out = ref.plan.couplings[-1].name
+    src = nudge_current(prof, xb.g_unit[out])
     assert src.levels == 64
     assert src.i_max == pytest.approx(2e-6 / (xb.g_unit[out] * prof.get("energy", "v_read_V")))
-    assert nudge_current(load_profile("reram_like"), xb, ref.plan) is None
+    assert nudge_current(load_profile("reram_like"), xb.g_unit[out]) is None
     f.write_text('[profile]\nname = "p"\nextends = "reram_like"\n[nudge]\nbits = 6\n')
     with pytest.raises(ConfigError) as e:
         load_profile(str(f))

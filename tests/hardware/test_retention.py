@@ -165,3 +165,17 @@ def test_converter_energy_counts_one_adc_read_per_node_update_and_one_dac_per_in
     assert m["energy_J"] == pytest.approx(
         m["update_energy_J"] + m["relax_energy_J"] + m["convert_energy_J"], rel=1e-12
     )
+
+
+def test_time_passing_on_signed_weights_without_devices_changes_nothing(tmp_path):
+    """An ``ideal_signed`` mapping has no devices: leak and drift leave the weights as they
+    are (a training step with a read clock calls ``leak`` on it)."""
+    f = tmp_path / "p.toml"
+    f.write_text('[profile]\nname = "p"\nextends = "ideal_16bit"\n'
+                 '[conductance]\nmapping = "ideal_signed"\n[update]\nmodel = "ideal"\n'
+                 "[energy]\nt_read_sec = 1e-8\n")  # fmt: skip
+    params = {"W1": np.random.default_rng(0).normal(size=(4, 3)), "b1": np.zeros(3)}
+    xb = Crossbars(load_profile(str(f)), params, np.random.default_rng(1))
+    xb.leak(1.0)
+    xb.advance(1.0)
+    np.testing.assert_array_equal(xb.weights()["W1"], params["W1"])
