@@ -20,7 +20,7 @@ import numpy as np
 from analogebl.backends.gradients import GradientsMixin
 from analogebl.backends.relaxation import Array, RelaxationMixin
 from analogebl.plan import Plan
-from analogebl.plan.effects import NudgeCurrent, ReadNoise, StateQuantizer
+from analogebl.plan.effects import NodeClamp, NudgeCurrent, ReadNoise, StateQuantizer, TileReads
 
 __all__ = ["Backend"]
 
@@ -55,6 +55,8 @@ class Backend(RelaxationMixin, GradientsMixin):
         self._nudge_grid: StateQuantizer | None = None  # its codes (None: continuous)
         self._noise_now: dict[str, Array] | None = None  # current std * xi per parameter
         self._read: dict[str, Array] | None = None  # W + noise while a relaxation runs
+        self._tiles: dict[str, TileReads] | None = None  # tiled, converted coupling reads
+        self._clamps: tuple[NodeClamp | None, ...] | None = None  # soft diode clamps
         if plan.quantizers is not None:  # the profile's converters, compiled into the plan
             self.set_quantizers(plan.quantizers)
 

@@ -60,7 +60,7 @@ class GradientsMixin:
                 continue
             d = cot[k]
             if k < plan.output:
-                d = d * self.op_mask01(self.field(state, k))
+                d = d * self.node_slope(k, self.field(state, k))
             acc(pc, plan.bias_names[k], self.op_channel_sum(d))
             c_in = plan.couplings[k - 1]
             idx = self.pool_index(c_in, state[k - 1])
@@ -131,17 +131,31 @@ class GradientsMixin:
         ``dL/dtheta = (dh/dtheta)^T w`` with ``(I - M J M) w = M dC/ds``; ``J`` is the
         (symmetric) coupling Jacobian with max-pool argmaxes at ``state`` and ``M`` the
         free-unit mask. Solved by conjugate gradients (block-diagonal over the batch).
-        Returns (gradient, relative residual of the linear solve).
+        Returns (gradient, relative residual of the linear solve). The couplings are read
+        exactly (:meth:`exact_reads`).
         """
+        with self.exact_reads():
+            return self._implicit_gradient(state, target, tol, max_iterations)
+
+    def _implicit_gradient(
+        self, state: list[Array], target: Array, tol: float, max_iterations: int
+    ) -> tuple[dict[str, Array], float]:
         plan = self.plan
         L = plan.output
-        masks = [None] + [self.op_mask01(self.field(state, k)) for k in range(1, L)] + [None]
+        # the node slopes D_k = act'(h_k) enter symmetrically, (I - D^1/2 J D^1/2) z =
+        # D^1/2 dC/ds, and the parameters see D^1/2 z = D cot (cot = D^-1/2 z); with the hard
+        # clip D = M (0/1) and this is (I - M J M) w = M dC/ds, cot = w
+        halves = [None] + [self.node_slope_sqrt(k, self.field(state, k)) for k in range(1, L)]
+        masks = [None if h is None else h[0] for h in halves] + [None]
         idx = [self.pool_index(c, state[c.pre]) for c in plan.couplings]
 
         def mask(k, v):
             return v if masks[k] is None else v * masks[k]
 
-        def matvec(v):
+        def matvec(v0):
+            v = v0  # the 0/1 mask needs to act on one side only; D^1/2 on both
+            if self._clamps is not None:
+                v = [mask(k, x) for k, x in enumerate(v0, start=1)]
             out = []
             for k in range(1, L + 1):
                 jv = None
@@ -150,7 +164,7 @@ class GradientsMixin:
                 if k < L:
                     t = self.coupling_adjoint(plan.couplings[k], v[k], idx[k])
                     jv = t if jv is None else jv + t
-                out.append(v[k - 1] - mask(k, jv))
+                out.append(v0[k - 1] - mask(k, jv))
             return out
 
         def dot(a, b):
@@ -176,7 +190,10 @@ class GradientsMixin:
             rr_new = dot(r, r)
             p = [a + (rr_new / rr) * b for a, b in zip(r, p, strict=True)]
             rr = rr_new
-        cot: list[Array | None] = [None] + w
+        cot: list[Array | None] = [None] + [
+            x if k == L or halves[k][1] is None else x * halves[k][1]
+            for k, x in enumerate(w, start=1)
+        ]
         (group,) = plan.groups("sync")
         _, pc = self.vjp_step(state, group, cot)
         return self._complete(pc), rr**0.5 / norm0

@@ -15,12 +15,13 @@ max-pool's argmax taken at the current pre-synaptic state):
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from analogebl.plan import NUDGES, CouplingPlan
-from analogebl.plan.effects import NudgeCurrent, ReadNoise
+from analogebl.plan.effects import NodeClamp, NudgeCurrent, ReadNoise, TileReads
 
 __all__ = ["RelaxationMixin"]
 
@@ -81,6 +82,100 @@ class RelaxationMixin:
         if self._nudge_grid is None:
             return self.op_clip(i, -self._nudge_src.i_max, self._nudge_src.i_max)
         return self.op_quantize(i, self._nudge_grid)
+
+    def set_tile_reads(self, tiles: dict[str, TileReads] | None) -> None:
+        """Read the named couplings as tiles whose outputs are converted and summed
+        digitally (``plan.effects``); ``None`` (or an empty dict): one exact read each."""
+        if tiles:
+            unknown = set(tiles) - {c.name for c in self.plan.couplings}
+            if unknown:
+                raise KeyError(f"tile reads for unknown couplings {sorted(unknown)}")
+        self._tiles = dict(tiles) if tiles else None
+
+    @contextmanager
+    def exact_reads(self):
+        """Within the block, couplings are read exactly (no tiles, converters or current
+        limits): the linear maps a backward pass differentiates (straight through the
+        periphery)."""
+        saved, self._tiles = self._tiles, None
+        try:
+            yield
+        finally:
+            self._tiles = saved
+
+    def set_node_clamps(self, clamps) -> None:
+        """The diode/amplifier nonlinearity of each hidden layer (``plan.effects``):
+        ``clamps[k]`` for layer ``k`` (entries for the input and output are ignored;
+        ``None`` or an ideal clamp: ``clip(h, 0, 1)``); ``None`` switches them all off."""
+        if clamps is not None:
+            clamps = tuple(clamps)
+            if len(clamps) != self.plan.num_layers:
+                raise ValueError(
+                    f"need one clamp (or None) per layer ({self.plan.num_layers}), "
+                    f"got {len(clamps)}"
+                )
+            clamps = tuple(
+                None if (c is None or c.hard or not 0 < k < self.plan.output) else c
+                for k, c in enumerate(clamps)
+            )
+            if all(c is None for c in clamps):
+                clamps = None
+        self._clamps = clamps
+
+    def _node(self, k: int, h: Array) -> Array:
+        """The hidden node's response: ``clip(h, 0, 1)`` or its soft clamp."""
+        c: NodeClamp | None = None if self._clamps is None else self._clamps[k]
+        if c is None:
+            return self.op_clip01(h)
+        a, b = c.knees
+        s0 = (h + c.shift) * (1.0 / c.c) if (c.shift or c.c != 1.0) else h
+        cl = self.op_clip(s0, a, b)
+        return cl if c.rho == 0.0 else cl + c.rho * (s0 - cl)
+
+    def node_slope(self, k: int, h: Array) -> Array:
+        """``d act(h)/dh`` of hidden layer ``k``: the clip's 0/1 mask, or the soft clamp's
+        ``1/c`` inside its knees and ``rho/c`` beyond them."""
+        c: NodeClamp | None = None if self._clamps is None else self._clamps[k]
+        if c is None:
+            return self.op_mask01(h)
+        return self._soft_slope(h, c, 1.0 / c.c, c.rho / c.c)
+
+    def node_slope_sqrt(self, k: int, h: Array) -> tuple[Array, Array | None]:
+        """``(D^1/2, D^-1/2)`` of the node slope ``D`` (the inverse taken as 0 where
+        ``D = 0``; ``None`` for the clip, whose ``D`` is its own square root)."""
+        c: NodeClamp | None = None if self._clamps is None else self._clamps[k]
+        if c is None:
+            return self.op_mask01(h), None
+        inv_out = math.sqrt(c.c / c.rho) if c.rho > 0 else 0.0
+        return (
+            self._soft_slope(h, c, math.sqrt(1.0 / c.c), math.sqrt(c.rho / c.c)),
+            self._soft_slope(h, c, math.sqrt(c.c), inv_out),
+        )
+
+    def _soft_slope(self, h: Array, c: NodeClamp, inside: float, outside: float) -> Array:
+        """``inside`` where the soft clamp's ``s0`` lies within its knees, else ``outside``."""
+        a, b = c.knees
+        m = self.op_mask01(((h + c.shift) * (1.0 / c.c) - a) * (1.0 / (b - a)))
+        return m * (inside - outside) + outside
+
+    def _tile_read(self, x: Array, q, i_max: float) -> Array:
+        """One tile output as the periphery delivers it: ``q(clip(x, -i_max, i_max))``."""
+        if i_max != math.inf:
+            x = self.op_clip(x, -i_max, i_max)
+        return x if q is None else self.quantize(x, q)
+
+    def _conv_read(self, c: CouplingPlan, pre: Array, w: Array) -> Array:
+        """``conv(W, pre)`` as the crossbar delivers it (tiled: a sum of converted parts)."""
+        t = None if self._tiles is None else self._tiles.get(c.name)
+        if t is None:
+            return self.op_conv(pre, w, c.padding)
+        out = None
+        for rows in t.row_blocks:
+            part = self._tile_read(
+                self.op_conv(pre[:, rows], w[:, rows], c.padding), t.forward, t.i_max
+            )
+            out = part if out is None else out + part
+        return out
 
     def set_read_noise(
         self, noise: ReadNoise | None, rng: np.random.Generator | None = None
@@ -143,16 +238,24 @@ class RelaxationMixin:
         """Argmax of the 2x2 max-pool of ``conv(W, pre)`` (``None`` unless max-pool)."""
         if c.pool != "max":
             return None
-        return self.op_pool_max(self.op_conv(pre, self.weight(c.name), c.padding))[1]
+        return self.op_pool_max(self._conv_read(c, pre, self.weight(c.name)))[1]
 
     def coupling_forward(self, c: CouplingPlan, pre: Array) -> tuple[Array, Array | None]:
         """``T(pre) = pool(conv(W, pre))`` or ``pre @ W``; returns (value, argmax or None)."""
         w = self.weight(c.name)
         if c.kind == "dense":
             n = pre.shape[0]
-            out = self.op_matmul(pre.reshape(n, -1), w)
+            a = pre.reshape(n, -1)
+            t = None if self._tiles is None else self._tiles.get(c.name)
+            if t is None:
+                out = self.op_matmul(a, w)
+            else:
+                out = None
+                for rows in t.row_blocks:
+                    part = self._tile_read(self.op_matmul(a[:, rows], w[rows]), t.forward, t.i_max)
+                    out = part if out is None else out + part
             return out.reshape((n, *self.plan.layer_shapes[c.post])), None
-        z = self.op_conv(pre, w, c.padding)
+        z = self._conv_read(c, pre, w)
         if c.pool == "max":
             return self.op_pool_max(z)
         if c.pool == "avg":
@@ -162,17 +265,36 @@ class RelaxationMixin:
     def coupling_forward_at(self, c: CouplingPlan, pre: Array, idx: Array | None) -> Array:
         """``T`` with the max-pool argmax held at ``idx`` (a linear map of ``pre``)."""
         if c.kind == "conv" and c.pool == "max":
-            return self.op_pool_at(self.op_conv(pre, self.weight(c.name), c.padding), idx)
+            return self.op_pool_at(self._conv_read(c, pre, self.weight(c.name)), idx)
         return self.coupling_forward(c, pre)[0]
 
     def coupling_adjoint(self, c: CouplingPlan, post: Array, idx: Array | None) -> Array:
         """``T^*(post)``: ``conv_T(unpool(post), W)`` or ``post @ W.T``, shaped as the pre layer."""
         w = self.weight(c.name)
         n = post.shape[0]
+        t = None if self._tiles is None else self._tiles.get(c.name)
         if c.kind == "dense":
-            out = self.op_matmul_t(post.reshape(n, -1), w)
+            b = post.reshape(n, -1)
+            if t is None:
+                out = self.op_matmul_t(b, w)
+            else:
+                out = None
+                for cols in t.col_blocks:
+                    part = self._tile_read(
+                        self.op_matmul_t(b[:, cols], w[:, cols]), t.adjoint, t.i_max
+                    )
+                    out = part if out is None else out + part
             return out.reshape((n, *self.plan.layer_shapes[c.pre]))
-        return self.op_conv_t(self._unpool(c, post, idx), w, c.padding)
+        u = self._unpool(c, post, idx)
+        if t is None:
+            return self.op_conv_t(u, w, c.padding)
+        out = None
+        for cols in t.col_blocks:
+            part = self._tile_read(
+                self.op_conv_t(u[:, cols], w[cols], c.padding), t.adjoint, t.i_max
+            )
+            out = part if out is None else out + part
+        return out
 
     def coupling_correlation(
         self, c: CouplingPlan, pre: Array, post: Array, idx: Array | None
@@ -257,6 +379,9 @@ class RelaxationMixin:
         ``h - beta (o - y)`` (same fixed point; a contraction for ``|beta| < 1``)."""
         q = None if self._quant is None else self._quant[k]
         if k < self.plan.output:
+            if self._clamps is not None and self._clamps[k] is not None:
+                s = self._node(k, h)
+                return s if q is None else self.quantize(s, q)
             return self.op_clip01(h) if q is None else self.quantize(h, q, clamp01=True)
         if beta != 0.0:
             if self._nudge_src is not None:  # a real current source: o = h + c(I)
@@ -358,7 +483,9 @@ class RelaxationMixin:
     def energy(self, state: list[Array], beta: float = 0.0, target: Array | None = None) -> Array:
         """Per-example ``E(s) (+ beta/2 ||o - y||^2)``, shape ``(N,)``.
 
-        ``E = sum_k 1/2||s_k||^2 - b_k.s_k - <s_k, T_k(s_{k-1})>`` (true max for max-pool).
+        ``E = sum_k 1/2||s_k||^2 - b_k.s_k - <s_k, T_k(s_{k-1})>`` (true max for max-pool);
+        a hidden layer with a soft node clamp contributes its co-content ``sum e(s_k)``
+        (``plan.effects``) in place of ``1/2||s_k||^2``.
         """
         plan = self.plan
         e = None
@@ -366,12 +493,33 @@ class RelaxationMixin:
             s = state[k]
             t, _ = self.coupling_forward(plan.couplings[k - 1], state[k - 1])
             b = self.op_add_channel(self.zeros_like(s), self.params[plan.bias_names[k]])
-            term = self.op_per_example_dot(s, 0.5 * s - b - t)
+            clamp = None if self._clamps is None else self._clamps[k]
+            if clamp is None:
+                term = self.op_per_example_dot(s, 0.5 * s - b - t)
+            else:
+                term = self.op_per_example_dot(s, (0.5 / clamp.gain) * s - b - t)
+                term = term + self._clamp_co_content(s, clamp)
             e = term if e is None else e + term
         if beta != 0.0:
             d = state[-1] - target
             e = e + 0.5 * beta * self.op_per_example_dot(d, d)
         return e
+
+    def _clamp_co_content(self, s: Array, c: NodeClamp) -> Array:
+        """Per-example sum of the diodes' part of ``e(s)`` (all but ``s^2/(2A)``)."""
+        e = None
+        if c.kappa_off:
+            d1, d2 = s - c.lo, s - c.hi
+            e = (0.5 * c.kappa_off) * (
+                self.op_per_example_dot(d1, d1) + self.op_per_example_dot(d2, d2)
+            )
+        extra = c.kappa_on - c.kappa_off
+        if math.isfinite(extra) and extra:
+            a, b = c.knees
+            lo, hi = self.op_clip(s - a, -math.inf, 0.0), self.op_clip(s - b, 0.0, math.inf)
+            t = (0.5 * extra) * (self.op_per_example_dot(lo, lo) + self.op_per_example_dot(hi, hi))
+            e = t if e is None else e + t
+        return e if e is not None else self.op_per_example_dot(s, self.zeros_like(s))
 
     def zeros_like(self, a: Array) -> Array:
         return self.zeros(tuple(a.shape))

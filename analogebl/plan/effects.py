@@ -21,6 +21,30 @@ relaxations (``analogebl/training/updaters.py``).
   (only the clip without levels). ``I`` is the current the exact minimiser
   ``o* = (h + beta y)/(1 + beta)`` draws, ``beta (y - o*)``, or, for the one-step nudge,
   ``beta (y - o)`` at the output's present value; with neither limit ``o`` is unchanged.
+* **Tiled reads** (a profile's ``array`` table): a coupling's crossbar is cut into tiles of
+  at most ``tile_rows x tile_cols`` devices; a read of the coupling is the digital sum of
+  its tiles' converted column outputs,
+  ``T(s) = sum_t a_t(T_t(s))``, ``a_t(x) = q(clip(x, -i_max, i_max))``,
+  where ``T_t`` reads only the rows of tile ``t`` (dense: a block of pre nodes; conv: a block
+  of whole input channels, each ``k x k`` kernel kept in one tile), ``i_max`` is the column
+  current limit in field units and ``q`` the ADC (with its noise and rounding, as above).
+  The adjoint read ``T^*`` drives the columns and senses the rows, tile column block by
+  column block (a conv's ``k x k`` products of one row are summed before conversion
+  [assumed]). The bias is added digitally.
+* **Node clamps** (diodes and amplifier, hidden layers): a hidden node settles at the
+  minimiser of ``e(s) - h s`` with the piecewise-quadratic node co-content
+  ``e(s) = s^2/(2A) + kappa_off/2 ((s - lo)^2 + (s - hi)^2)
+  + (kappa_on - kappa_off)/2 (min(s - a, 0)^2 + max(s - b, 0)^2)``,
+  ``a = lo - v_th``, ``b = hi + v_th``: the amplifier's gain ``A`` sets the linear slope,
+  the two diodes' reverse leak ``kappa_off`` pulls toward their rails, and past a knee a
+  diode conducts with ``kappa_on`` (conductances in units of the layer's unit weight). The
+  minimiser is a soft clip: with ``c = 1/A + 2 kappa_off``, ``s0 = (h + kappa_off (lo +
+  hi))/c``, ``s = clip(s0, a, b) + rho (s0 - clip(s0, a, b))``, ``rho = c/(c + kappa_on -
+  kappa_off)``; ``A = 1``, no leak, no threshold and ``kappa_on = inf`` give ``clip(h, 0, 1)``.
+  The energy uses ``e(s)`` in place of ``s^2/2``, so EP's theory is unchanged. (A hidden
+  state may now dip below 0 past a soft lower knee; under a max-pool, whose block update
+  descends the energy only for non-negative post states, the energy may then rise slightly
+  in a step.)
 * **Read noise**: each read of a crossbar sees ``W + std * xi`` with ``xi ~ N(0, 1)``
   drawn from an explicit generator, per parameter (``std`` has the parameter's shape, in
   weight units; biases may have one too). ``resample`` says when ``xi`` is redrawn:
@@ -38,7 +62,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["READ_NOISE_RESAMPLE", "NudgeCurrent", "ReadNoise", "StateQuantizer"]
+__all__ = [
+    "READ_NOISE_RESAMPLE",
+    "NodeClamp",
+    "NudgeCurrent",
+    "ReadNoise",
+    "StateQuantizer",
+    "TileReads",
+]
 
 READ_NOISE_RESAMPLE = ("per_step", "per_phase", "per_update")
 
@@ -142,6 +173,131 @@ class NudgeCurrent:
         """Reference NumPy source ``c(I)`` (the equation in the module docstring)."""
         grid = self.grid
         return np.clip(i, -self.i_max, self.i_max) if grid is None else grid(i)
+
+
+@dataclass(frozen=True)
+class TileReads:
+    """How one coupling's crossbar is read as tiles (module docstring).
+
+    Parameters
+    ----------
+    row_splits : tuple of int
+        Boundaries ``0 = r_0 < r_1 < ... = n`` of the tiles' row blocks over the pre axis
+        (dense: flattened pre nodes; conv: input channels).
+    col_splits : tuple of int
+        Boundaries of the column blocks over the post axis (dense: post nodes; conv: output
+        channels).
+    forward, adjoint : StateQuantizer or None
+        The ADC converting a tile's forward (post-layer field units) and adjoint
+        (pre-layer field units) outputs; ``None``: exact.
+    i_max : float
+        Column-current limit in field units (``inf``: none).
+    """
+
+    row_splits: tuple[int, ...]
+    col_splits: tuple[int, ...]
+    forward: StateQuantizer | None = None
+    adjoint: StateQuantizer | None = None
+    i_max: float = math.inf
+
+    def __post_init__(self):
+        for name in ("row_splits", "col_splits"):
+            b = tuple(int(x) for x in getattr(self, name))
+            if len(b) < 2 or b[0] != 0 or any(y <= x for x, y in zip(b, b[1:], strict=False)):
+                raise ValueError(f"{name} must rise strictly from 0, got {b}")
+            object.__setattr__(self, name, b)
+        if not self.i_max > 0:
+            raise ValueError(f"i_max must be > 0, got {self.i_max!r}")
+
+    @property
+    def row_blocks(self) -> list[slice]:
+        return [slice(a, b) for a, b in zip(self.row_splits, self.row_splits[1:], strict=False)]
+
+    @property
+    def col_blocks(self) -> list[slice]:
+        return [slice(a, b) for a, b in zip(self.col_splits, self.col_splits[1:], strict=False)]
+
+
+@dataclass(frozen=True)
+class NodeClamp:
+    """A hidden node's diode pair and amplifier (module docstring), state units.
+
+    Parameters
+    ----------
+    gain : float
+        Amplifier gain ``A`` (> 0): the slope of the linear region.
+    kappa_off, kappa_on : float
+        Diode conductance reverse-biased / conducting, in units of the layer's unit weight
+        (``kappa_on = inf``: an ideal clamp).
+    lo, hi : float
+        The rails (clamp voltages / read voltage).
+    v_th : float
+        Diode threshold (volts / read voltage): the knees sit at ``lo - v_th``, ``hi + v_th``.
+    """
+
+    gain: float = 1.0
+    kappa_off: float = 0.0
+    kappa_on: float = math.inf
+    lo: float = 0.0
+    hi: float = 1.0
+    v_th: float = 0.0
+
+    def __post_init__(self):
+        if not (self.gain > 0 and math.isfinite(self.gain)):
+            raise ValueError(f"gain must be finite and > 0, got {self.gain!r}")
+        if not (0 <= self.kappa_off < math.inf and self.kappa_on >= self.kappa_off):
+            raise ValueError(
+                f"need 0 <= kappa_off (finite) <= kappa_on, got {self.kappa_off!r}, "
+                f"{self.kappa_on!r}"
+            )
+        if not self.lo - self.v_th < self.hi + self.v_th:
+            raise ValueError("the clamp's knees must satisfy lo - v_th < hi + v_th")
+
+    @property
+    def hard(self) -> bool:
+        """True when this is ``clip(h, 0, 1)`` exactly."""
+        return (self.gain, self.kappa_off, self.kappa_on, self.lo, self.hi, self.v_th) == (
+            1.0, 0.0, math.inf, 0.0, 1.0, 0.0,
+        )  # fmt: skip
+
+    @property
+    def knees(self) -> tuple[float, float]:
+        return self.lo - self.v_th, self.hi + self.v_th
+
+    @property
+    def c(self) -> float:
+        """Curvature of the linear region, ``1/A + 2 kappa_off``."""
+        return 1.0 / self.gain + 2.0 * self.kappa_off
+
+    @property
+    def rho(self) -> float:
+        """Slope ratio past a knee, ``c / (c + kappa_on - kappa_off)`` (0: hard clip)."""
+        extra = self.kappa_on - self.kappa_off
+        return 0.0 if math.isinf(extra) else self.c / (self.c + extra)
+
+    @property
+    def shift(self) -> float:
+        """``kappa_off (lo + hi)``: the leak's pull toward the rails' midpoint."""
+        return self.kappa_off * (self.lo + self.hi)
+
+    def __call__(self, h: np.ndarray) -> np.ndarray:
+        """Reference NumPy minimiser (the soft clip of the module docstring)."""
+        a, b = self.knees
+        s0 = (h + self.shift) / self.c
+        cl = np.clip(s0, a, b)
+        return cl + self.rho * (s0 - cl)
+
+    def co_content(self, s: np.ndarray) -> np.ndarray:
+        """``e(s)`` elementwise (module docstring); ``inf`` beyond a knee of an ideal diode
+        is taken as 0, because the minimiser never goes there."""
+        a, b = self.knees
+        e = s * s / (2 * self.gain)
+        if self.kappa_off:
+            e = e + 0.5 * self.kappa_off * ((s - self.lo) ** 2 + (s - self.hi) ** 2)
+        extra = self.kappa_on - self.kappa_off
+        if math.isfinite(extra) and extra:
+            e = e + 0.5 * extra * (np.minimum(s - a, 0) ** 2 + np.maximum(s - b, 0) ** 2)
+        return e
 
 
 @dataclass(frozen=True)

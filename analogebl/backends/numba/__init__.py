@@ -202,13 +202,19 @@ class NumbaBackend(ReferenceBackend):
         return self._raw_to_nchw(self._unpool_to_raw(p, None, "avg"))
 
     # ------------------------------------------------------------------ fused couplings
+    # (a tiled coupling is read tile by tile through the generic path)
+    def _tiled(self, c: CouplingPlan) -> bool:
+        return self._tiles is not None and c.name in self._tiles
+
     def pool_index(self, c: CouplingPlan, pre):
         if c.pool != "max":
             return None
+        if self._tiled(c):
+            return super().pool_index(c, pre)
         return self._pool_raw(self._conv_raw(pre, self.weight(c.name), c.padding), "max")[1]
 
     def coupling_forward(self, c: CouplingPlan, pre):
-        if c.kind == "dense":
+        if c.kind == "dense" or self._tiled(c):
             return super().coupling_forward(c, pre)
         z = self._conv_raw(pre, self.weight(c.name), c.padding)
         if c.pool == "none":
@@ -216,6 +222,8 @@ class NumbaBackend(ReferenceBackend):
         return self._pool_raw(z, c.pool)
 
     def coupling_forward_at(self, c: CouplingPlan, pre, idx):
+        if self._tiled(c):
+            return super().coupling_forward_at(c, pre, idx)
         if c.kind == "conv" and c.pool == "max":
             z = self._conv_raw(pre, self.weight(c.name), c.padding)
             out = np.empty(idx.shape, dtype=z.dtype)
@@ -230,7 +238,7 @@ class NumbaBackend(ReferenceBackend):
         return self._to_raw(post)
 
     def coupling_adjoint(self, c: CouplingPlan, post, idx):
-        if c.kind == "dense":
+        if c.kind == "dense" or self._tiled(c):
             return super().coupling_adjoint(c, post, idx)
         w = self.weight(c.name)
         return self._conv_t_raw(
