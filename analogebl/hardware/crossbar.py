@@ -10,12 +10,16 @@ device at ``g_max`` and the other at ``g_min``. Initial programming rounds to th
 conductance levels. With ``mapping = "ideal_signed"`` the parameters are kept as numbers
 (read noise relative to ``|W|`` still applies).
 
-Physical readouts (dense couplings; the state-to-voltage scale is ``v_read``): the power
-dissipated in a crossbar whose rows carry ``V_i`` (and ``-V_i`` on the inverted rows that
-feed the G- column) and whose columns sit at ``V_j`` is
+Physical readouts (the state-to-voltage scale is ``v_read``): the power dissipated in a
+crossbar whose rows carry ``V_i`` (and ``-V_i`` on the inverted rows that feed the G-
+column) and whose columns sit at ``V_j`` is
 
-    P = sum_ij G+_ij (V_i - V_j)^2 + G-_ij (V_i + V_j)^2,
+    P = sum_ij G+_ij (V_i - V_j)^2 + G-_ij (V_i + V_j)^2;
 
+a conv coupling is its unrolled ``(C_in k k) x C_out`` array read at every output position
+``p`` (rows: the input patch at ``p``; columns: the post node over ``p``, a pooled node
+covering its 2x2 window [assumed]), ``P = sum_p P(p)``. Power is additive over devices, so
+the sum over tiles is the sum over the whole array;
 the energy of a relaxation is ``P * iterations * t_read_sec``, and the energy of an update
 ``sum over pulses of V_w^2 G t_w``.
 """
@@ -221,15 +225,44 @@ class Crossbars:
             b.leak(seconds)
 
     # ------------------------------------------------------------------ physics
-    def crossbar_power_W(self, name: str, pre: np.ndarray, post: np.ndarray) -> float:
-        """Batch-mean power of dense crossbar ``name`` with node states ``pre`` (N, in) and
-        ``post`` (N, out): ``sum G+ (V_i - V_j)^2 + G- (V_i + V_j)^2``, ``V = s v_read``."""
+    def crossbar_power_W(
+        self, name: str, pre: np.ndarray, post: np.ndarray, coupling=None
+    ) -> float:
+        """Batch-mean power of crossbar ``name`` with node states ``pre`` (N, in) and
+        ``post`` (N, out): ``sum G+ (V_i - V_j)^2 + G- (V_i + V_j)^2``, ``V = s v_read``;
+        a conv ``coupling`` (:class:`~analogebl.plan.CouplingPlan`) sums it over positions
+        (module docstring)."""
         v = self.profile.get("energy", "v_read_V")
         a, b = (x.visible for x in self.pairs[name])
+        if coupling is not None and coupling.kind == "conv":
+            return self._conv_power_W(a, b, pre * v, post * v, coupling.padding)
         vi, vj = pre.reshape(len(pre), -1) * v, post.reshape(len(post), -1) * v
         vi2, vj2 = (vi**2).mean(0), (vj**2).mean(0)
         cross = np.einsum("ni,ij,nj->", vi, a - b, vj) / len(vi)
         return float(vi2 @ (a + b).sum(1) + (a + b).sum(0) @ vj2 - 2 * cross)
+
+    @staticmethod
+    def _conv_power_W(gp, gm, vi, vj, padding: int) -> float:
+        """``sum_p P(p)`` of an unrolled conv array ``gp``, ``gm`` (C_out, C_in, k, k) with
+        input voltages ``vi`` (N, C_in, H, W) and post voltages ``vj`` (N, C_out, H', W'),
+        batch mean; one ``k x k`` offset at a time (no im2col copy)."""
+        n, k = len(vi), gp.shape[-1]
+        vp = np.pad(vi, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+        h_out, w_out = vp.shape[2] - k + 1, vp.shape[3] - k + 1
+        if vj.shape[2:] != (h_out, w_out):  # a pooled node covers its window
+            fy, fx = h_out // vj.shape[2], w_out // vj.shape[3]
+            vj = np.repeat(np.repeat(vj, fy, axis=2), fx, axis=3)
+            vj = np.pad(vj, ((0, 0), (0, 0), (0, h_out - vj.shape[2]), (0, w_out - vj.shape[3])))
+        s, d = gp + gm, gp - gm
+        vj2 = vj.transpose(1, 0, 2, 3).reshape(vj.shape[1], -1)  # (C_out, N P)
+        total = float(s.sum(axis=(1, 2, 3)) @ (vj2**2).sum(1))  # sum_p sum_j V_j^2 B_j
+        for di in range(k):
+            for dj in range(k):
+                x = vp[:, :, di : di + h_out, dj : dj + w_out]
+                x2 = x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)  # (C_in, N P)
+                total += float(s[:, :, di, dj].sum(0) @ (x2**2).sum(1))
+                total -= 2.0 * float(np.sum(d[:, :, di, dj] * (vj2 @ x2.T)))
+        return total / n
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -102,6 +102,21 @@ def _check_values(p: dict[str, dict[str, Any]], path) -> None:
     ):
         bad("nudge.i_max_A", "a nudge current in amperes needs conductance.mapping = "
             '"differential" and energy.v_read_V > 0 (they convert it to state units)')  # fmt: skip
+    a, ne = p["array"], p["neuron"]
+    in_ohms = [f"array.{k}" for k in ("r_wire_ohm", "r_row_terminal_ohm", "r_col_terminal_ohm",
+                                      "r_access_ohm", "i_col_max_A") if a[k] > 0]  # fmt: skip
+    if ne["diode_r_on_ohm"] > 0:
+        in_ohms.append("neuron.diode_r_on_ohm")
+    if math.isfinite(ne["diode_r_off_ohm"]):
+        in_ohms.append("neuron.diode_r_off_ohm")
+    if in_ohms and (c["mapping"] != "differential" or not p["energy"]["v_read_V"] > 0):
+        bad(in_ohms[0], 'a resistance or current in SI units needs conductance.mapping = '
+            '"differential" and energy.v_read_V > 0 (they convert it to weight units)')  # fmt: skip
+    if ne["diode_r_on_ohm"] > ne["diode_r_off_ohm"]:
+        bad("neuron.diode_r_on_ohm", "a conducting diode must not resist more than a blocking "
+            "one (diode_r_on_ohm <= diode_r_off_ohm)")  # fmt: skip
+    if ne["diode_vth_V"] * 2 <= -(ne["v_high_V"] - ne["v_low_V"]):
+        bad("neuron.diode_vth_V", "the knees v_low - vth and v_high + vth must not cross")
     r = p["retention"]
     if r["decay_lifetime_sec"] > 0 and not (
         p["energy"]["t_read_sec"] > 0 or r["epoch_interval_sec"] > 0

@@ -10,6 +10,11 @@ Converter noise is input-referred: the DAC's ``noise_V`` becomes
 ``noise_V * (hi - lo) / (v_max_V - v_min_V)`` state units (its voltage range spans the codes),
 the ADC's ``noise_lsb`` is ``noise_lsb * step`` of each layer's quantizer; both converters
 may round stochastically (``stochastic_rounding``).
+
+With tiles (``array.tile_rows`` / ``tile_cols``) the ADC converts the tiles' partial sums
+instead (:mod:`analogebl.hardware.tiles`) and a hidden or output node's state is what the
+DAC drives back onto the rows: those nodes get the DAC's bits, noise and rounding over the
+same ranges.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ def state_quantizers(
 ) -> list[StateQuantizer | None] | None:
     """One quantizer (or ``None``) per layer; ``None`` when neither converter quantizes."""
     g = prof.get
-    dac, adc = g("dac", "bits"), g("adc", "bits")
-    if not dac and not adc:
+    dac = g("dac", "bits")
+    node = "dac" if g("array", "tile_rows") or g("array", "tile_cols") else "adc"
+    if not dac and not g(node, "bits"):
         return None
     mean, std = np.asarray(mean, float), np.asarray(std, float)
     lo, hi = float(np.min((0 - mean) / std)), float(np.max((1 - mean) / std))
@@ -43,14 +49,21 @@ def state_quantizers(
         qs[0] = StateQuantizer.from_bits(dac, lo, hi, g("dac", "noise_V") * (hi - lo) / volts,
                                          g("dac", "stochastic_rounding"))  # fmt: skip
 
-    def adc_q(a: float, b: float) -> StateQuantizer:
-        q = StateQuantizer.from_bits(adc, a, b)
-        return replace(q, noise_std=g("adc", "noise_lsb") * q.step,
-                       stochastic=g("adc", "stochastic_rounding"))  # fmt: skip
+    def node_q(a: float, b: float) -> StateQuantizer | None:
+        if not g(node, "bits"):
+            return None
+        q = StateQuantizer.from_bits(g(node, "bits"), a, b)
+        if node == "dac":
+            noise = g("dac", "noise_V") * (b - a) / (g("dac", "v_max_V") - g("dac", "v_min_V"))
+        else:
+            noise = g("adc", "noise_lsb") * q.step
+        return replace(q, noise_std=noise, stochastic=g(node, "stochastic_rounding"))
 
     for _ in range(1, num_layers - 1):
-        qs.append(adc_q(0.0, 1.0) if adc else None)
-    qs.append(adc_q(*OUTPUT_RANGE) if adc else None)
+        qs.append(node_q(0.0, 1.0))
+    qs.append(node_q(*OUTPUT_RANGE))
+    if all(q is None for q in qs):
+        return None
     return qs
 
 

@@ -112,17 +112,19 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "prog_noise_poly_S": (_L, [], "S", "programming-noise std sum c_i (G/g_max)^i"),
     },
     "array": {
-        k: (t, d, u, "array parasitics (recorded; not simulated)")
-        for k, t, d, u in (
-            ("tile_rows", _I, 0, ""),
-            ("tile_cols", _I, 0, ""),
-            ("r_wire_ohm", _F, 0.0, "ohm"),
-            ("r_row_terminal_ohm", _F, 0.0, "ohm"),
-            ("r_col_terminal_ohm", _F, 0.0, "ohm"),
-            ("access", _S, "1T1R", ""),
-            ("r_access_ohm", _F, 0.0, "ohm"),
-            ("i_col_max_A", _F, 0.0, "A"),
-        )
+        "tile_rows": (
+            _I,
+            0,
+            "",
+            "rows of one physical array (0: one array per coupling); a conv "
+            "kernel is unrolled to (C_in k k) x C_out",
+        ),
+        "tile_cols": (_I, 0, "", "columns of one physical array (0: no limit)"),
+        "r_wire_ohm": (_F, 0.0, "ohm", "wire resistance per cell segment, rows and columns"),
+        "r_row_terminal_ohm": (_F, 0.0, "ohm", "series resistance of a row's driver"),
+        "r_col_terminal_ohm": (_F, 0.0, "ohm", "series resistance into a column's sense amp"),
+        "r_access_ohm": (_F, 0.0, "ohm", "access device in series with each device"),
+        "i_col_max_A": (_F, 0.0, "A", "column-current limit of a tile output (0: none)"),
     },
     "dac": {
         "bits": (_I, 0, "", "input DAC resolution (0 = exact)"),
@@ -143,13 +145,12 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "i_max_A": (_F, _INF, "A", "nudge-current saturation (inf = none)"),
     },
     "neuron": {
-        "kind": (("clip", "diode"), "clip", "", "node nonlinearity (clip = diode clamps)"),
-        "v_low_V": (_F, 0.0, "V", "lower clamp voltage"),
-        "v_high_V": (_F, 1.0, "V", "upper clamp voltage"),
-        "diode_vth_V": (_F, 0.0, "V", "(not simulated)"),
-        "diode_r_on_ohm": (_F, 0.0, "ohm", "(not simulated)"),
-        "diode_r_off_ohm": (_F, _INF, "ohm", "(not simulated)"),
-        "amplifier_gain": (_F, 1.0, "", "(not simulated)"),
+        "v_low_V": (_F, 0.0, "V", "lower clamp rail (state 0)"),
+        "v_high_V": (_F, 1.0, "V", "upper clamp rail (state 1)"),
+        "diode_vth_V": (_F, 0.0, "V", "diode threshold: knees at v_low - vth, v_high + vth"),
+        "diode_r_on_ohm": (_F, 0.0, "ohm", "conducting diode resistance (0: ideal clamp)"),
+        "diode_r_off_ohm": (_F, _INF, "ohm", "reverse-biased diode resistance (inf: no leak)"),
+        "amplifier_gain": (_F, 1.0, "", "node amplifier gain (slope inside the clamp)"),
     },
     "energy": {
         "v_read_V": (_F, 0.1, "V", "node voltage of state 1"),
@@ -165,20 +166,15 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 }
 
 # fields that describe the circuit but change no simulated number
-INERT = (
-    {("energy", k) for k in SCHEMA["energy"]}
-    | {("array", k) for k in SCHEMA["array"]}
-    | {
-        ("rng", "device_seed"),
-        ("read", "model"),
-        ("read", "resample"),
-        ("neuron", "v_low_V"),
-        ("neuron", "v_high_V"),
-        ("neuron", "kind"),
-        ("retention", "drift_t0_sec"),
-        ("update", "rule"),
-    }
-)
+INERT = {("energy", k) for k in SCHEMA["energy"]} | {
+    ("rng", "device_seed"),
+    ("read", "model"),
+    ("read", "resample"),
+    ("neuron", "v_low_V"),
+    ("neuron", "v_high_V"),
+    ("retention", "drift_t0_sec"),
+    ("update", "rule"),
+}
 
 _ANY = Range()  # any finite number
 _POS, _NONNEG = Range(0.0, lo_open=True), Range(0.0)

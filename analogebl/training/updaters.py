@@ -25,6 +25,7 @@ import numpy as np
 
 from analogebl.hardware import Crossbars, HardwareProfile
 from analogebl.hardware.quantize import nudge_current
+from analogebl.hardware.tiles import conversions_per_example, node_clamps, tile_reads
 from analogebl.plan import derive_rng
 from analogebl.plan.effects import ReadNoise
 
@@ -100,8 +101,11 @@ class CrossbarUpdater:
         self.rng_convert = derive_rng(seed, "hardware/convert")  # converter noise, rounding
         backend.set_converter_rng(self.rng_convert)
         out = backend.plan.couplings[-1].name
-        if self.xbar.differential:  # the profile refuses nudge limits on other mappings
-            backend.set_nudge_current(nudge_current(profile, self.xbar.g_unit[out]))
+        g_unit = self.xbar.g_unit if self.xbar.differential else None
+        if g_unit:  # the profile refuses SI-unit limits on other mappings
+            backend.set_nudge_current(nudge_current(profile, g_unit[out]))
+        backend.set_tile_reads(tile_reads(profile, backend.plan, g_unit))
+        backend.set_node_clamps(node_clamps(profile, backend.plan, g_unit))
         self.plain = profile.get("update", "rule") == "plain"
         self.resample = profile.get("read", "resample")
         self.t_read = profile.get("energy", "t_read_sec")
@@ -111,7 +115,8 @@ class CrossbarUpdater:
         g, shapes = profile.get, backend.plan.layer_shapes  # converter energy per example:
         adc = g("energy", "e_adc_J") if g("adc", "bits") else 0.0
         dac = g("energy", "e_dac_J") if g("dac", "bits") else 0.0
-        self._adc_J_per_iteration = adc * sum(math.prod(s) for s in shapes[1:])
+        n_adc, n_dac = conversions_per_example(profile, backend.plan)
+        self._adc_J_per_iteration = adc * n_adc + dac * n_dac
         self._dac_J = dac * math.prod(shapes[0])
 
     def _load_weights(self) -> None:
@@ -131,10 +136,12 @@ class CrossbarUpdater:
 
     def _observe(self, free_state, iterations: int) -> None:
         """Account the energy of a step's relaxations: crossbar read power at the free
-        equilibrium times ``iterations * t_read_sec`` (dense crossbars), and the converters:
-        every non-input node is converted by the ADC once per iteration (each layer update
-        reads it), every input node by the DAC once per example (it holds the input through
-        the step's phases): ``E = N (iterations sum_{k>=1} n_k e_adc + n_0 e_dac)``."""
+        equilibrium times ``iterations * t_read_sec`` (dense and conv crossbars), and the
+        converters: per iteration the ADC reads every non-input node (untiled) or every
+        tile output, and with tiles the DAC writes every node back
+        (:func:`analogebl.hardware.tiles.conversions_per_example`); every input node is
+        converted by the DAC once per example (it holds the input through the step's
+        phases): ``E = N (iterations (n_adc e_adc + n_dac e_dac) + n_0 e_dac)``."""
         n = free_state[0].shape[0]
         self.convert_energy_J += n * (iterations * self._adc_J_per_iteration + self._dac_J)
         if not self.t_read or not self.xbar.differential:
@@ -142,10 +149,9 @@ class CrossbarUpdater:
         b = self.b
         p = 0.0
         for c in b.plan.couplings:
-            if c.kind == "dense":
-                p += self.xbar.crossbar_power_W(
-                    c.name, b.to_numpy(free_state[c.pre]), b.to_numpy(free_state[c.post])
-                )
+            p += self.xbar.crossbar_power_W(
+                c.name, b.to_numpy(free_state[c.pre]), b.to_numpy(free_state[c.post]), c
+            )
         self.relax_energy_J += p * iterations * self.t_read * free_state[0].shape[0]
 
     def step(self, params, grads, backend=None, free_state=None, iterations: int = 0) -> None:

@@ -131,8 +131,8 @@ def test_retention_without_a_clock_or_devices_is_refused(tmp_path, body, key):
 
 
 def test_converter_energy_counts_one_adc_read_per_node_update_and_one_dac_per_input(tmp_path):
-    """``E = N (iterations sum_{k>=1} n_k e_adc + n_0 e_dac)`` per step, on top of the
-    crossbars' read energy, and part of ``energy_J``."""
+    """Untiled: ``E = N (iterations sum_{k>=1} n_k e_adc + n_0 e_dac)`` per step, on top of
+    the crossbars' read energy, and part of ``energy_J``."""
     from analogebl.backends import make_backend
     from analogebl.circuit import load_circuit
     from analogebl.plan import build_plan
@@ -140,6 +140,7 @@ def test_converter_energy_counts_one_adc_read_per_node_update_and_one_dac_per_in
 
     f = tmp_path / "p.toml"
     f.write_text('[profile]\nname = "p"\nextends = "reram_like"\n'
+                 "[array]\ntile_rows = 0\ntile_cols = 0\nr_wire_ohm = 0.0\n"
                  "[energy]\ne_adc_J = 2e-12\ne_dac_J = 5e-13\n")  # fmt: skip
     prof = load_profile(str(f))
     plan = build_plan(load_circuit("tiny_dense"), 0, profile=prof, data_stats=([0.5], [0.25]))

@@ -1,0 +1,157 @@
+"""Tiles (``array.tile_rows/tile_cols``, ``i_col_max_A``): the tile mapping of dense and conv
+couplings, converted partial sums against a hand-written NumPy read, the fast backends
+against the reference, the converters' counts and the conv crossbars' read power."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from analogebl.backends import make_backend
+from analogebl.circuit import load_circuit
+from analogebl.hardware import load_profile
+from analogebl.hardware.crossbar import Crossbars
+from analogebl.hardware.tiles import conversions_per_example, tile_reads, tile_shape
+from analogebl.plan import build_plan
+from analogebl.plan.effects import StateQuantizer, TileReads
+from tests.conftest import FAST_BACKENDS, backend_pair, max_diff, random_batch
+
+
+def _profile(tmp_path, body: str, parent: str = "reram_like"):
+    f = tmp_path / "p.toml"
+    f.write_text(f'[profile]\nname = "p"\nextends = "{parent}"\n{body}')
+    return load_profile(str(f))
+
+
+def test_dense_tiled_read_is_the_sum_of_converted_partial_sums():
+    ref, _ = backend_pair("tiny_dense", "float64", seed=0)
+    w = np.asarray(ref.params["W1"])
+    q = StateQuantizer.from_bits(4, -1.0, 1.0)
+    t = TileReads((0, 300, 600, 784), (0, 32), forward=q, adjoint=None, i_max=0.4)
+    ref.set_tile_reads({"W1": t})
+    x = np.random.default_rng(0).normal(size=(5, 784))
+    got, _ = ref.coupling_forward(ref.plan.couplings[0], x)
+    want = sum(
+        q(np.clip(x[:, a:b] @ w[a:b], -0.4, 0.4)) for a, b in ((0, 300), (300, 600), (600, 784))
+    )
+    assert max_diff(got, want) < 1e-12
+    # the adjoint reads column blocks into the pre layer
+    ref.set_tile_reads({"W2": TileReads((0, 32), (0, 5, 16), None, q, math.inf)})
+    w2 = np.asarray(ref.params["W2"])
+    post = np.random.default_rng(1).uniform(size=(5, 16))
+    got = ref.coupling_adjoint(ref.plan.couplings[1], post, None)
+    want = q(post[:, :5] @ w2[:, :5].T) + q(post[:, 5:] @ w2[:, 5:].T)
+    assert max_diff(got, want) < 1e-12
+
+
+def test_tiles_without_converters_or_limits_change_only_the_summation_order():
+    ref, _ = backend_pair("tiny_conv", "float64", seed=1)
+    x, _ = random_batch(ref.plan, 3, seed=2)
+    want = ref.relax(ref.zero_state(x), 20)
+    ref.set_tile_reads(
+        {"W1": TileReads((0, 1), (0, 2, 4)), "W2": TileReads((0, 1, 3, 4), (0, 3, 8)),
+         "W3": TileReads((0, 10, 32), (0, 10))}
+    )  # fmt: skip
+    got = ref.relax(ref.zero_state(x), 20)
+    for a, b in zip(want, got, strict=True):
+        assert max_diff(a, b) < 1e-12
+
+
+def test_a_column_current_limit_bounds_each_tile_output():
+    ref, _ = backend_pair("tiny_dense", "float64", seed=0)
+    ref.set_tile_reads({"W1": TileReads((0, 392, 784), (0, 32), i_max=0.05)})
+    x = 5 * np.random.default_rng(3).normal(size=(8, 784))
+    out, _ = ref.coupling_forward(ref.plan.couplings[0], x)
+    assert np.max(np.abs(out)) <= 2 * 0.05 + 1e-15  # two row tiles, each clipped
+    assert np.isclose(np.max(np.abs(out)), 0.1)
+
+
+@pytest.mark.parametrize("circuit", ["tiny_dense", "tiny_conv"])
+@pytest.mark.parametrize("fast", FAST_BACKENDS)
+def test_fast_backends_equal_reference_with_noisy_tiled_reads(circuit, fast, tmp_path):
+    prof = _profile(
+        tmp_path,
+        "[array]\ntile_rows = 18\ntile_cols = 3\nr_wire_ohm = 0.0\n"
+        "[adc]\nbits = 6\nnoise_lsb = 0.7\nstochastic_rounding = true\n",
+    )
+    plan = build_plan(load_circuit(circuit), 4, profile=prof, data_stats=([0.5], [0.25]))
+    ref, fb = make_backend("reference", plan, "float64"), make_backend(fast, plan, "float64")
+    tiles = tile_reads(prof, plan, None)
+    x, _ = random_batch(plan, 3, seed=5)
+    states = []
+    for b in (ref, fb):
+        b.set_tile_reads(tiles)
+        b.set_converter_rng(np.random.default_rng(9))
+        states.append(b.relax(b.zero_state(x), 8))
+    for a, b in zip(*states, strict=True):
+        assert max_diff(a, fb.to_numpy(b)) < 1e-10
+
+
+def test_profile_tiles_map_dense_blocks_and_whole_conv_kernels(tmp_path):
+    prof = _profile(tmp_path, "[array]\ntile_rows = 20\ntile_cols = 3\n")
+    plan = build_plan(load_circuit("tiny_conv"), 0, profile=prof, data_stats=([0.5], [0.25]))
+    t = tile_reads(prof, plan, None)
+    # W1: 1 input channel x 9 rows fits; 20 // 9 = 2 channels per tile; cols by 3
+    assert t["W1"].row_splits == (0, 1) and t["W1"].col_splits == (0, 3, 4)
+    assert t["W2"].row_splits == (0, 2, 4) and t["W2"].col_splits == (0, 3, 6, 8)
+    assert t["W3"].row_splits == (0, 20, 32) and t["W3"].col_splits == (0, 3, 6, 9, 10)
+    assert t["W1"].forward.lo == -1.0 and t["W3"].forward.hi == 3.0  # into the output
+    assert t["W1"].forward.noise_std == pytest.approx(0.5 * t["W1"].forward.step)
+    assert tile_shape(plan, plan.couplings[1]) == (36, 8, 16)
+    # the nodes are what the DAC writes back (8 bits over [0, 1])
+    assert plan.quantizers[1].levels == 2**8 and plan.quantizers[1].hi == 1.0
+    small = _profile(tmp_path, "[array]\ntile_rows = 8\n")
+    plan8 = build_plan(load_circuit("tiny_conv"), 0, profile=small, data_stats=([0.5], [0.25]))
+    with pytest.raises(ValueError, match="tile_rows = 8 cannot hold one 3x3 kernel"):
+        tile_reads(small, plan8, None)
+
+
+def test_column_current_limit_in_field_units(tmp_path):
+    prof = _profile(tmp_path, "[array]\ntile_rows = 0\ntile_cols = 0\ni_col_max_A = 2e-6\n")
+    plan = build_plan(load_circuit("tiny_dense"), 0, profile=prof, data_stats=([0.5], [0.25]))
+    xbar = Crossbars(prof, dict(plan.parameters), np.random.default_rng(0))
+    t = tile_reads(prof, plan, xbar.g_unit)
+    for c in plan.couplings:
+        assert t[c.name].row_splits == (0, math.prod(plan.layer_shapes[c.pre]))
+        assert t[c.name].forward is None  # no tiles: the ADC reads the nodes
+        assert t[c.name].i_max == pytest.approx(2e-6 / (xbar.g_unit[c.name] * 0.5))
+
+
+def test_tiled_converter_counts(tmp_path):
+    """Per iteration: forward reads = row blocks x cols x positions, adjoint reads = column
+    blocks x pre nodes (hidden pre layers), DAC writes = every non-input node."""
+    prof = _profile(tmp_path, "[array]\ntile_rows = 18\ntile_cols = 3\n")
+    plan = build_plan(load_circuit("tiny_conv"), 0, profile=prof, data_stats=([0.5], [0.25]))
+    adc, dac = conversions_per_example(prof, plan)
+    # W1: 1 ch (1 block) x 4 cols x 64 positions; W2: 4 ch in 2-ch blocks (2) x 8 x 16
+    # + adjoint into h1: ceil(8/3) = 3 blocks x 64 nodes; W3: 32 rows in 18s (2) x 10
+    # + adjoint into h2: ceil(10/3) = 4 blocks x 32 nodes
+    assert adc == 1 * 4 * 64 + 2 * 8 * 16 + 3 * 64 + 2 * 10 + 4 * 32
+    assert dac == 64 + 32 + 10
+    untiled = _profile(tmp_path, "[array]\ntile_rows = 0\ntile_cols = 0\n")
+    assert conversions_per_example(untiled, plan) == (64 + 32 + 10, 0.0)
+
+
+def test_conv_crossbar_power_is_the_unrolled_arrays_power_summed_over_positions(tmp_path):
+    prof = _profile(tmp_path, "[array]\ntile_rows = 0\ntile_cols = 0\n")
+    plan = build_plan(load_circuit("tiny_conv"), 0, profile=prof, data_stats=([0.5], [0.25]))
+    xbar = Crossbars(prof, dict(plan.parameters), np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    c = plan.couplings[1]  # 4x4x4 -> conv 3x3 pad 1 -> 8x4x4 -> max-pool -> 8x2x2
+    pre, post = rng.uniform(size=(3, 4, 4, 4)), rng.uniform(size=(3, 8, 2, 2))
+    gp, gm = (d.visible for d in xbar.pairs[c.name])
+    v = 0.5
+    want = 0.0
+    pad = np.pad(pre, ((0, 0), (0, 0), (1, 1), (1, 1))) * v
+    for n in range(3):
+        for y in range(4):
+            for x in range(4):
+                vi = pad[n, :, y : y + 3, x : x + 3].reshape(-1)  # (C_in k k)
+                vj = post[n, :, y // 2, x // 2] * v  # the pooled node over its window
+                a, b = gp.reshape(8, -1).T, gm.reshape(8, -1).T
+                want += np.sum(a * (vi[:, None] - vj[None]) ** 2)
+                want += np.sum(b * (vi[:, None] + vj[None]) ** 2)
+    got = xbar.crossbar_power_W(c.name, pre, post, c)
+    assert got == pytest.approx(want / 3, rel=1e-12)
