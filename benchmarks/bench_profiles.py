@@ -57,11 +57,20 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--backend", default="numba")
+    ap.add_argument(
+        "--profiles",
+        default="",
+        help="comma-separated profiles (default: every catalog profile); ideal_fp32 is "
+        "always measured as the baseline",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    names = [p for p in args.profiles.split(",") if p] or list_profiles()
+    if "ideal_fp32" not in names:
+        names.insert(0, "ideal_fp32")
     data, (mean, std) = batches(args.batch, args.steps + 1, (784,))
     rows = []
-    for name in list_profiles():
+    for name in names:
         prof = load_profile(name)
         net = Network.from_catalog(
             args.circuit, backend=args.backend, seed=0, profile=prof, data_stats=(mean, std)
@@ -72,13 +81,13 @@ def main(argv=None) -> int:
         rule = make_rule("c_ep", 0.25, 15)
         net.train_step(*data[0], rule, up, 60)  # warm-up (JIT, buffers)
         p0 = hw.pulses if hw else 0
-        e0 = hw.update_energy_J + hw.relax_energy_J if hw else 0.0
+        e0 = hw.epoch_metrics()["energy_J"] if hw else 0.0
         t = time.perf_counter()
         for xb, yb in data[1:]:
             net.train_step(xb, yb, rule, up, 60)
         sec = (time.perf_counter() - t) / args.steps
         pulses = (hw.pulses - p0) / args.steps if hw else 0.0
-        energy = ((hw.update_energy_J + hw.relax_energy_J - e0) / args.steps) if hw else 0.0
+        energy = ((hw.epoch_metrics()["energy_J"] - e0) / args.steps) if hw else 0.0
         rows.append(
             {
                 "profile": name,

@@ -7,8 +7,9 @@ and the bias, which is one more crossbar row driven at ``v_read``) is a differen
 
 (per tensor; a bias uses the ``w_max`` of its layer's weights), so ``|W| = w_max`` puts one
 device at ``g_max`` and the other at ``g_min``. Initial programming rounds to the nominal
-conductance levels. With ``mapping = "ideal_signed"`` the parameters are kept as numbers
-(read noise relative to ``|W|`` still applies).
+conductance levels; with ``update.model = "ideal"`` the devices are continuous (programmed
+and updated exactly within their bounds, no pulses). With ``mapping = "ideal_signed"`` the
+parameters are kept as numbers (read noise relative to ``|W|`` still applies).
 
 Physical readouts (the state-to-voltage scale is ``v_read``): the power dissipated in a
 crossbar whose rows carry ``V_i`` (and ``-V_i`` on the inverted rows that feed the G-
@@ -22,6 +23,20 @@ covering its 2x2 window [assumed]), ``P = sum_p P(p)``. Power is additive over d
 the sum over tiles is the sum over the whole array;
 the energy of a relaxation is ``P * iterations * t_read_sec``, and the energy of an update
 ``sum over pulses of V_w^2 G t_w``.
+
+Line resistance (``array.r_wire_ohm``, terminals, access device): each tile of a coupling's
+unrolled array (``analogebl.hardware.tiles``) is a linear resistive network, so a read
+realises ``I = v @ G_eff`` with the tile's effective conductance
+(:func:`analogebl.hardware.parasitics.effective_conductance`, an exact elimination of its
+lines); the weights a read sees are ``W = (G+_eff - G-_eff) / g_unit`` (the G+ and G-
+devices on twin tiles). The adjoint read (columns driven, rows sensed) sees the same
+``G_eff`` by reciprocity, so the energy stays symmetric. Biases (one row at ``v_read``) see
+no drop. Between exact solves a device keeps its attenuation ``f = G_eff / G`` from the last one
+(``G_eff ~ f G``: exact for a device's own change, missing the change of the drops the
+others see); a tensor's tiles are solved again when the estimated error of that, the
+G-weighted mean drop ``sum G |1 - f| / sum G`` times the largest relative change of a
+line's total conductance since the solve, exceeds ``array.ir_refresh_tol`` (tested against
+the exact solve).
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analogebl.hardware.devices import DeviceArray, DeviceParams, exp_saturating_k_gamma
+from analogebl.hardware.parasitics import LineResistance, effective_conductance
 from analogebl.hardware.profile import HardwareProfile
 from analogebl.hardware.pulses import pulse_counts, split_pair
 
@@ -113,6 +129,18 @@ class Crossbars:
             return
         p = device_params(prof)
         self.p = p
+        a = prof.get
+        self.lines = LineResistance(
+            a("array", "r_wire_ohm"),
+            a("array", "r_row_terminal_ohm"),
+            a("array", "r_col_terminal_ohm"),
+            a("array", "r_access_ohm"),
+        )
+        self.tile_rows, self.tile_cols = a("array", "tile_rows"), a("array", "tile_cols")
+        self.ir_tol = a("array", "ir_refresh_tol")
+        # (name, side) -> (G at the last exact solve, G_eff / G, mean drop, G_eff)
+        self._ir: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, float, np.ndarray]] = {}
+        self.ir_solves = 0  # exact IR-drop solves of a tensor side so far
         w_max = {}
         for k, v in params.items():
             w_max[k] = 2.0 * float(np.max(np.abs(v))) if np.size(v) else 0.0
@@ -133,7 +161,71 @@ class Crossbars:
         """Effective parameters ``(G+ - G-)/g_unit`` as a read sees them (float64)."""
         if not self.differential:
             return {k: v.copy() for k, v in self.w.items()}
-        return {k: (a.visible - b.visible) / self.g_unit[k] for k, (a, b) in self.pairs.items()}
+        if self.lines.ideal:
+            return {k: (a.visible - b.visible) / self.g_unit[k] for k, (a, b) in self.pairs.items()}
+        return {
+            k: (self._attenuated(k, 0, a.visible) - self._attenuated(k, 1, b.visible))
+            / self.g_unit[k]
+            for k, (a, b) in self.pairs.items()
+        }
+
+    def _attenuated(self, name: str, side: int, G: np.ndarray) -> np.ndarray:
+        """``G_eff`` of one side of a pair: exact (:meth:`effective`) when the last solve is
+        too old (module docstring), else the last solve's attenuation times ``G``."""
+        if G.ndim < 2:
+            return G
+        ref = self._ir.get((name, side))
+        if ref is not None:
+            g_ref, f, drop, eff = ref
+            if np.array_equal(G, g_ref):
+                return eff
+            if drop * self._line_change(G, g_ref) <= self.ir_tol:
+                return f * G
+        return self._solve_ir(name, side, G)
+
+    def _solve_ir(self, name: str, side: int, G: np.ndarray) -> np.ndarray:
+        """Exact ``G_eff`` of ``G``, kept with its attenuation and mean drop."""
+        eff = self.effective(G)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.where(G > 0, eff / G, 1.0)
+        drop = float(np.sum(G * np.abs(1.0 - f)) / max(float(np.sum(G)), 1e-300))
+        self._ir[(name, side)] = (G.copy(), f, drop, eff)
+        self.ir_solves += 1
+        return eff
+
+    @staticmethod
+    def _line_change(G: np.ndarray, g_ref: np.ndarray) -> float:
+        """Largest relative change of a line's total conductance since ``g_ref``: what moves
+        the drops along the rows and columns of the unrolled array (signed sums)."""
+        d = (G - g_ref).reshape(G.shape[0], -1)
+        r = g_ref.reshape(G.shape[0], -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.abs(d.sum(0)) / np.maximum(r.sum(0), 1e-300)
+            b = np.abs(d.sum(1)) / np.maximum(r.sum(1), 1e-300)
+        return float(max(a.max(), b.max()))
+
+    def effective(self, G: np.ndarray) -> np.ndarray:
+        """The conductances one side of a pair presents to a read through its lines: a
+        weight tensor's unrolled array (dense ``(in, out)``; conv ``(C_in k k, C_out)``) cut
+        into tiles, each replaced by its ``G_eff``; a bias (1-D) is returned as is."""
+        if G.ndim < 2 or self.lines.ideal:
+            return G
+        G = np.maximum(G, 0.0)  # a spread bound or write noise may dip below 0 S
+        if G.ndim == 2:
+            mat, block = G, self.tile_rows
+        else:  # conv (C_out, C_in, k, k): rows (c, i, j), whole kernels per tile
+            kk = G.shape[2] * G.shape[3]
+            mat = G.reshape(G.shape[0], -1).T
+            block = (self.tile_rows // kk) * kk if self.tile_rows else 0
+        rows, cols = mat.shape
+        rb = block if block and block < rows else rows
+        cb = self.tile_cols if self.tile_cols and self.tile_cols < cols else cols
+        out = np.empty_like(mat)
+        for r0 in range(0, rows, rb):
+            for c0 in range(0, cols, cb):
+                t = (slice(r0, r0 + rb), slice(c0, c0 + cb))
+                out[t] = effective_conductance(mat[t], self.lines)
+        return out if G.ndim == 2 else out.T.reshape(G.shape)
 
     def read_noise_std(self) -> dict[str, np.ndarray] | None:
         """Std of one read of each parameter, in weight units:
@@ -164,6 +256,9 @@ class Crossbars:
         for k, d in delta_w.items():
             dg = np.asarray(d, dtype=np.float64) * self.g_unit[k]
             for dev, want in zip(self.pairs[k], split_pair(dg, uni), strict=True):
+                if self.p.continuous:  # no levels: the devices take dG exactly, no pulses
+                    dev.write(want)
+                    continue
                 for up in (True, False):
                     part = np.maximum(want, 0.0) if up else np.maximum(-want, 0.0)
                     if not part.any():
@@ -272,6 +367,8 @@ class Crossbars:
         for k, (a, b) in self.pairs.items():
             for side, dev in (("plus", a), ("minus", b)):
                 out.update({f"{side}/{k}/{n}": v for n, v in dev.state_dict().items()})
+        for (k, side), (g_ref, *_) in self._ir.items():  # the last exact IR solve's G
+            out[f"ir/{k}/{side}"] = g_ref
         return out
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
@@ -282,3 +379,8 @@ class Crossbars:
             for side, dev in (("plus", a), ("minus", b)):
                 pre = f"{side}/{k}/"
                 dev.load_state_dict({n[len(pre) :]: v for n, v in d.items() if n.startswith(pre)})
+        self._ir = {}
+        for n, g_ref in d.items():  # redo the last exact IR solves (deterministic)
+            if n.startswith("ir/"):
+                _, k, side = n.split("/")
+                self._solve_ir(k, int(side), np.asarray(g_ref, dtype=np.float64))

@@ -73,6 +73,11 @@ class DeviceParams:
     def step_S(self) -> float:
         return self.range_S / self.n_states
 
+    @property
+    def continuous(self) -> bool:
+        """An ``ideal`` update model: conductances are set exactly (no levels, no pulses)."""
+        return self.model == "ideal"
+
 
 class DeviceArray:
     """Conductances of ``shape`` devices and their fixed per-device parameters.
@@ -159,7 +164,8 @@ class DeviceArray:
         profile has ``prog_noise_poly_S`` (:meth:`prog_noise_std_S`)."""
         p = self.p
         t = np.clip(target_S, self.g_lo, self.g_hi)
-        t = p.g_min_S + np.rint((t - p.g_min_S) / p.step_S) * p.step_S
+        if not p.continuous:
+            t = p.g_min_S + np.rint((t - p.g_min_S) / p.step_S) * p.step_S
         self.G = np.clip(t, self.g_lo, self.g_hi)
         if p.prog_noise_poly_S:
             if rng is None:
@@ -249,6 +255,20 @@ class DeviceArray:
         self.age_sec = np.where(hit, 0.0, self.age_sec)
         self.drift = np.where(hit, 1.0, self.drift)
         if p.drift_model == "pcm_nandakumar2019":
+            self._draw_nu(hit)
+        self._fix_stuck()
+
+    def write(self, dg_S: np.ndarray) -> None:
+        """A continuous device (:attr:`DeviceParams.continuous`) moves by ``dG`` exactly:
+        ``G <- clip(G + dG, g_lo, g_hi)`` where ``dG != 0`` (stuck devices stay); a written
+        device restarts its drift clock."""
+        hit = (np.asarray(dg_S) != 0) & ~self.stuck
+        if not hit.any():
+            return
+        self.G = np.where(hit, np.clip(self.G + dg_S, self.g_lo, self.g_hi), self.G)
+        self.age_sec = np.where(hit, 0.0, self.age_sec)
+        self.drift = np.where(hit, 1.0, self.drift)
+        if self.p.drift_model == "pcm_nandakumar2019":
             self._draw_nu(hit)
         self._fix_stuck()
 

@@ -125,16 +125,23 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "r_col_terminal_ohm": (_F, 0.0, "ohm", "series resistance into a column's sense amp"),
         "r_access_ohm": (_F, 0.0, "ohm", "access device in series with each device"),
         "i_col_max_A": (_F, 0.0, "A", "column-current limit of a tile output (0: none)"),
+        "ir_refresh_tol": (
+            _F,
+            1e-2,
+            "rel",
+            "IR drop: column-current error allowed between exact solves of a tile "
+            "(0.01: below the cited profiles' read noise)",
+        ),
     },
     "dac": {
-        "bits": (_I, 0, "", "input DAC resolution (0 = exact)"),
+        "bits": (_I, 0, "", "DAC resolution: input, and node write-back with tiles (0 = exact)"),
         "v_min_V": (_F, -1.0, "V", "DAC range"),
         "v_max_V": (_F, 1.0, "V", "DAC range"),
         "stochastic_rounding": (_B, False, "", "round codes up with the fractional probability"),
         "noise_V": (_F, 0.0, "V", "input-referred DAC noise std"),
     },
     "adc": {
-        "bits": (_I, 0, "", "node-voltage ADC resolution (0 = exact)"),
+        "bits": (_I, 0, "", "ADC resolution: node reads, or tile outputs with tiles (0 = exact)"),
         "v_min_V": (_F, -1.0, "V", "ADC range"),
         "v_max_V": (_F, 1.0, "V", "ADC range"),
         "noise_lsb": (_F, 0.0, "LSB", "input-referred ADC noise std"),
@@ -174,6 +181,7 @@ INERT = {("energy", k) for k in SCHEMA["energy"]} | {
     ("neuron", "v_high_V"),
     ("retention", "drift_t0_sec"),
     ("update", "rule"),
+    ("array", "ir_refresh_tol"),  # a solver tolerance: acts only with wire resistance
 }
 
 _ANY = Range()  # any finite number
@@ -222,6 +230,7 @@ RANGES: dict[tuple[str, str], Range] = {
     ("retention", "decay_lifetime_sec"): _NONNEG,
     ("retention", "prog_noise_poly_S"): _ANY,
     ("array", "tile_rows"): Range(0, integer=True),
+    ("array", "ir_refresh_tol"): Range(0.0, 1.0, lo_open=True),
     ("array", "tile_cols"): Range(0, integer=True),
     **{
         ("array", k): _NONNEG

@@ -128,3 +128,23 @@ def test_cli_profile_list_and_show(capsys):
 def test_infinite_defaults_are_ideal():
     p = load_profile("ideal_fp32")
     assert math.isinf(p["conductance.g_max_S"]) and p["adc.bits"] == 0
+
+
+def test_every_profile_field_is_simulated_or_describes_the_circuit():
+    """No field is recorded without being simulated: the schema marks none "not simulated",
+    and the fields that change no number are the energy/clock, seed and labelling ones."""
+    from analogebl.hardware.schema import INERT, SCHEMA
+
+    for table, keys in SCHEMA.items():
+        for key, (_, _, _, meaning) in keys.items():
+            assert "not simulated" not in meaning, f"{table}.{key}"
+    assert {t for t, _ in INERT} <= {
+        "energy",
+        "rng",
+        "read",
+        "neuron",
+        "retention",
+        "update",
+        "array",
+    }
+    assert {k for t, k in INERT if t == "array"} == {"ir_refresh_tol"}

@@ -155,3 +155,101 @@ def test_conv_crossbar_power_is_the_unrolled_arrays_power_summed_over_positions(
                 want += np.sum(b * (vi[:, None] + vj[None]) ** 2)
     got = xbar.crossbar_power_W(c.name, pre, post, c)
     assert got == pytest.approx(want / 3, rel=1e-12)
+
+
+def test_continuous_devices_hold_and_take_exact_weights(tmp_path):
+    """``update.model = "ideal"`` on a differential pair: no levels, no pulses."""
+    prof = _profile(tmp_path, "", parent="only_read_noise")
+    plan = build_plan(load_circuit("tiny_dense"), 0, profile=prof)
+    xbar = Crossbars(prof, dict(plan.parameters), np.random.default_rng(0))
+    w0 = xbar.weights()
+    for k, v in plan.parameters.items():
+        assert max_diff(w0[k], v) < 1e-12 * max(1.0, np.abs(v).max())
+    d = {k: 1e-3 * np.random.default_rng(1).normal(size=v.shape) for k, v in w0.items()}
+    before = {k: (a.G.copy(), b.G.copy()) for k, (a, b) in xbar.pairs.items()}
+    stats = xbar.apply(d, np.random.default_rng(2))
+    assert stats.pulses == 0 and stats.energy_J == 0.0
+    w1 = xbar.weights()
+    for k in w0:  # each device moves by +-dG/2 exactly, stopped only by its bounds
+        gu, (gp, gm) = xbar.g_unit[k], before[k]
+        hi = xbar.p.g_max_S
+        want = (np.clip(gp + d[k] * gu / 2, 1e-6, hi) - np.clip(gm - d[k] * gu / 2, 1e-6, hi)) / gu
+        assert max_diff(w1[k], want) < 1e-9 * np.abs(want).max()
+        inside = np.abs(w0[k] + d[k] - want) < 1e-12
+        assert inside.mean() > 0.3  # where no device meets a bound, W + dW exactly
+
+
+@pytest.mark.parametrize("circuit", ["tiny_dense", "tiny_conv"])
+def test_ir_drop_weights_are_the_tiles_nodal_solution(circuit, tmp_path):
+    """A read through the lines: for one input vector on one tile, ``v @ W_eff g_unit``
+    equals the nodal oracle's net column current of the twin G+ / G- tiles."""
+    from analogebl.hardware.parasitics import LineResistance, nodal_column_currents
+
+    prof = _profile(
+        tmp_path,
+        "[array]\ntile_rows = 20\ntile_cols = 6\nr_wire_ohm = 500.0\nr_access_ohm = 2e4\n"
+        "r_col_terminal_ohm = 100.0\n",
+        parent="only_ir_drop",
+    )
+    plan = build_plan(load_circuit(circuit), 0, profile=prof)
+    xbar = Crossbars(prof, dict(plan.parameters), np.random.default_rng(0))
+    w = xbar.weights()
+    lines = LineResistance(500.0, 0.0, 100.0, 2e4)
+    rng = np.random.default_rng(3)
+    for name in ("W2", "W3"):
+        gp, gm = (d.visible for d in xbar.pairs[name])
+        if gp.ndim == 4:  # unrolled (C_in k k) x C_out, whole kernels per tile: 18 rows
+            gp, gm = gp.reshape(gp.shape[0], -1).T, gm.reshape(gm.shape[0], -1).T
+            weff = w[name].reshape(w[name].shape[0], -1).T
+            rows = slice(18, 36)
+        else:
+            weff = w[name]
+            rows = slice(20, min(40, gp.shape[0])) if gp.shape[0] > 20 else slice(0, gp.shape[0])
+        cols = slice(6, min(12, gp.shape[1]))
+        v = rng.uniform(0, 0.5, size=gp[rows, cols].shape[0])
+        want = nodal_column_currents(gp[rows, cols], v, lines) - nodal_column_currents(
+            gm[rows, cols], v, lines
+        )
+        got = v @ weff[rows, cols] * xbar.g_unit[name]
+        assert max_diff(got, want) < 1e-9 * np.abs(want).max(), name
+        ideal = v @ (gp[rows, cols] - gm[rows, cols])
+        assert max_diff(got, ideal) > 1e-3 * np.abs(ideal).max()  # the drop is visible
+    # biases see no drop
+    assert max_diff(w["b1"], (xbar.pairs["b1"][0].visible - xbar.pairs["b1"][1].visible)
+                    / xbar.g_unit["b1"]) == 0.0  # fmt: skip
+
+
+def test_ir_drop_between_exact_solves_stays_within_its_tolerance(tmp_path):
+    """After small updates a pair keeps its attenuation ``G_eff/G``; the column currents
+    this gives stay within a few ``array.ir_refresh_tol`` of the exact solve, and a large
+    update triggers a new exact solve."""
+    IR_REFRESH_TOL = 1e-3  # the profile's
+
+    prof = _profile(tmp_path, "[array]\ntile_rows = 16\ntile_cols = 16\nr_wire_ohm = 200.0\n"
+                    "ir_refresh_tol = 1e-3\n", parent="only_ir_drop")  # fmt: skip
+    plan = build_plan(load_circuit("tiny_dense"), 0, profile=prof)
+    xbar = Crossbars(prof, dict(plan.parameters), np.random.default_rng(0))
+    xbar.weights()
+    solves = xbar.ir_solves
+    assert max(v[2] for v in xbar._ir.values()) > 0.02  # a real drop
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        d = {k: 2e-4 * rng.normal(size=v.shape) for k, v in plan.parameters.items()}
+        xbar.apply(d, rng)
+        w = xbar.weights()
+        for k, (a, b) in xbar.pairs.items():
+            if a.G.ndim < 2:
+                continue
+            exact = (xbar.effective(a.visible) - xbar.effective(b.visible)) / xbar.g_unit[k]
+            v = rng.uniform(0, 1, size=(8, exact.shape[0]))
+            scale = np.abs(v) @ ((xbar.effective(a.visible) + xbar.effective(b.visible))
+                                 / xbar.g_unit[k])  # fmt: skip
+            err = np.abs(v @ (w[k] - exact)) / scale  # of the twin tiles' column currents
+            assert err.max() < 3 * IR_REFRESH_TOL, (k, err.max())
+    # the small steps kept most attenuations (3 weight tensors x 2 sides x 5 reads)
+    assert xbar.ir_solves - solves < 30 // 2
+    big = {k: 0.3 * rng.normal(size=v.shape) for k, v in plan.parameters.items()}
+    before = xbar.ir_solves
+    xbar.apply(big, rng)
+    xbar.weights()
+    assert xbar.ir_solves > before
