@@ -35,9 +35,9 @@ def test_ideal_fp32_gives_exactly_the_software_trajectory(data_dir, tmp_path):
 )
 def test_device_profiles_train_and_count_pulses(profile, data_dir, tmp_path):
     if profile in ("ecram_like", "pcm_like", "pessimistic"):
-XX
-        # train here without the wires (IR drop in training: the 128-tile profiles, and
-        # tests/hardware/test_tiles.py)
+        # their IR-drop solves on 784 x 512 (512 x 512 tiles: ~6 s each; pessimistic's large
+        # conductances: a new solve most steps) would dominate the suite: the devices train
+        # here without the wires (IR drop in training: reram_like here, and test_tiles.py)
         f = tmp_path / f"{profile}_no_wires.toml"
         f.write_text(f'[profile]\nname = "{profile}_no_wires"\nextends = "{profile}"\n'
                      "[array]\nr_wire_ohm = 0.0\n")  # fmt: skip
