@@ -164,18 +164,22 @@ class RelaxationMixin:
             x = self.op_clip(x, -i_max, i_max)
         return x if q is None else self.quantize(x, q)
 
+    def _tile_sum(self, blocks, read, q, i_max: float) -> Array:
+        """``sum_t a_t(read(block_t))``: the digital sum of the tiles' converted outputs."""
+        out = None
+        for blk in blocks:
+            part = self._tile_read(read(blk), q, i_max)
+            out = part if out is None else out + part
+        return out
+
     def _conv_read(self, c: CouplingPlan, pre: Array, w: Array) -> Array:
         """``conv(W, pre)`` as the crossbar delivers it (tiled: a sum of converted parts)."""
         t = None if self._tiles is None else self._tiles.get(c.name)
         if t is None:
             return self.op_conv(pre, w, c.padding)
-        out = None
-        for rows in t.row_blocks:
-            part = self._tile_read(
-                self.op_conv(pre[:, rows], w[:, rows], c.padding), t.forward, t.i_max
-            )
-            out = part if out is None else out + part
-        return out
+        return self._tile_sum(
+            t.row_blocks, lambda r: self.op_conv(pre[:, r], w[:, r], c.padding), t.forward, t.i_max
+        )
 
     def set_read_noise(
         self, noise: ReadNoise | None, rng: np.random.Generator | None = None
@@ -250,10 +254,9 @@ class RelaxationMixin:
             if t is None:
                 out = self.op_matmul(a, w)
             else:
-                out = None
-                for rows in t.row_blocks:
-                    part = self._tile_read(self.op_matmul(a[:, rows], w[rows]), t.forward, t.i_max)
-                    out = part if out is None else out + part
+                out = self._tile_sum(
+                    t.row_blocks, lambda r: self.op_matmul(a[:, r], w[r]), t.forward, t.i_max
+                )
             return out.reshape((n, *self.plan.layer_shapes[c.post])), None
         z = self._conv_read(c, pre, w)
         if c.pool == "max":
@@ -278,23 +281,16 @@ class RelaxationMixin:
             if t is None:
                 out = self.op_matmul_t(b, w)
             else:
-                out = None
-                for cols in t.col_blocks:
-                    part = self._tile_read(
-                        self.op_matmul_t(b[:, cols], w[:, cols]), t.adjoint, t.i_max
-                    )
-                    out = part if out is None else out + part
+                out = self._tile_sum(
+                    t.col_blocks, lambda j: self.op_matmul_t(b[:, j], w[:, j]), t.adjoint, t.i_max
+                )
             return out.reshape((n, *self.plan.layer_shapes[c.pre]))
         u = self._unpool(c, post, idx)
         if t is None:
             return self.op_conv_t(u, w, c.padding)
-        out = None
-        for cols in t.col_blocks:
-            part = self._tile_read(
-                self.op_conv_t(u[:, cols], w[cols], c.padding), t.adjoint, t.i_max
-            )
-            out = part if out is None else out + part
-        return out
+        return self._tile_sum(
+            t.col_blocks, lambda j: self.op_conv_t(u[:, j], w[j], c.padding), t.adjoint, t.i_max
+        )
 
     def coupling_correlation(
         self, c: CouplingPlan, pre: Array, post: Array, idx: Array | None

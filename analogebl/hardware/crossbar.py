@@ -49,6 +49,7 @@ from analogebl.hardware.devices import DeviceArray, DeviceParams, exp_saturating
 from analogebl.hardware.parasitics import LineResistance, effective_conductance
 from analogebl.hardware.profile import HardwareProfile
 from analogebl.hardware.pulses import pulse_counts, split_pair
+from analogebl.hardware.tiles import conv_channels_per_tile
 
 __all__ = ["Crossbars", "UpdateStats", "device_params"]
 
@@ -216,7 +217,7 @@ class Crossbars:
         else:  # conv (C_out, C_in, k, k): rows (c, i, j), whole kernels per tile
             kk = G.shape[2] * G.shape[3]
             mat = G.reshape(G.shape[0], -1).T
-            block = (self.tile_rows // kk) * kk if self.tile_rows else 0
+            block = conv_channels_per_tile(self.tile_rows, kk) * kk
         rows, cols = mat.shape
         rb = block if block and block < rows else rows
         cb = self.tile_cols if self.tile_cols and self.tile_cols < cols else cols

@@ -36,6 +36,7 @@ from analogebl.hardware.quantize import OUTPUT_RANGE
 from analogebl.plan.effects import NodeClamp, StateQuantizer, TileReads
 
 __all__ = [
+    "conv_channels_per_tile",
     "conversions_per_example",
     "node_clamps",
     "tile_reads",
@@ -80,7 +81,13 @@ def _row_col_splits(prof: HardwareProfile, plan, c) -> tuple[tuple[int, ...], tu
             f"array.tile_rows = {tr} cannot hold one {c.kernel_size}x{c.kernel_size} kernel "
             f"of coupling {c.name} ({kk} rows)"
         )
-    return _splits(pre[0], tr // kk if tr else 0), _splits(post[0], tc)
+    return _splits(pre[0], conv_channels_per_tile(tr, kk)), _splits(post[0], tc)
+
+
+def conv_channels_per_tile(tile_rows: int, kk: int) -> int:
+    """Whole input channels (``kk = k*k`` rows each) in one tile of ``tile_rows`` rows
+    (``0``: no limit)."""
+    return tile_rows // kk if tile_rows else 0
 
 
 def _partial_sum_adc(prof: HardwareProfile, node_range: tuple[float, float]):
@@ -109,12 +116,7 @@ def tile_reads(
     v_read = prof.get("energy", "v_read_V")
     out = {}
     for c in plan.couplings:
-        rows, cols = _row_col_splits(prof, plan, c) if tiled(prof) else (None, None)
-        if rows is None:  # a current limit alone: one tile per coupling
-            n_rows = plan.layer_shapes[c.pre][0] if c.kind == "conv" else None
-            rows = (0, n_rows or math.prod(plan.layer_shapes[c.pre]))
-            n_cols = plan.layer_shapes[c.post][0] if c.kind == "conv" else None
-            cols = (0, n_cols or math.prod(plan.layer_shapes[c.post]))
+        rows, cols = _row_col_splits(prof, plan, c)  # untiled: one tile per coupling
         fwd_range = OUTPUT_RANGE if c.post == plan.output else (0.0, 1.0)
         i_max = math.inf
         if i_col:
