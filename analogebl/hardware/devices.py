@@ -14,6 +14,7 @@ down by ``delta-(G) = Delta- k- (1 - gamma- (1 - u))``; one pulse is the affine 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -301,19 +302,25 @@ class DeviceArray:
         self.leak(seconds)
         if self.p.drift_model == "none" or seconds <= 0:
             return
-        t0 = self.p.drift_t0_sec
-        self.drift = self.drift * ((self.age_sec + seconds + t0) / (self.age_sec + t0)) ** (
-            -self.nu
-        )
         self.age_sec = self.age_sec + seconds
+        self.drift = self._drift_factor()
+
+    def _drift_factor(self) -> np.ndarray:
+        """``(t / t0)^-nu`` with ``t = age + t0``: the drift since the device was last
+        programmed (programming restarts the clock and draws ``nu``), in closed form, so a
+        checkpoint need not keep it."""
+        if self.p.drift_model == "none":
+            return np.ones_like(self.age_sec)
+        t0 = self.p.drift_t0_sec
+        return ((self.age_sec + t0) / t0) ** (-self.nu)
 
     # ------------------------------------------------------------------ checkpoints
-    _STATE = (
-        "G",
-        "noise",
-        "drift",
-        "age_sec",
-        "nu",
+    #: what updates, leaks and drift change: saved in a checkpoint (the drift factor is a
+    #: function of ``age_sec`` and ``nu``, :meth:`_drift_factor`)
+    _MUTABLE = ("G", "noise", "age_sec", "nu")
+    #: the per-device draws made once at construction from the device rng: a restart
+    #: draws them again from the same seed, so a checkpoint keeps only their fingerprint
+    _FIXED = (
         "d_up",
         "d_down",
         "gamma_up",
@@ -325,9 +332,43 @@ class DeviceArray:
         "_nu_rng_draw",
     )
 
+    def fixed_fingerprint(self) -> np.ndarray:
+        """SHA-256 (32 bytes, uint8) of the fixed per-device draws (:attr:`_FIXED`)."""
+        h = hashlib.sha256()
+        for k in self._FIXED:
+            a = np.ascontiguousarray(getattr(self, k))
+            h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+        return np.frombuffer(h.digest(), dtype=np.uint8).copy()
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {k: np.array(getattr(self, k)) for k in self._STATE}
+        """The mutable state and the fingerprint of the fixed draws (a run file under a
+        profile stays small: 4 arrays per device tensor instead of 14)."""
+        out = {k: np.array(getattr(self, k)) for k in self._MUTABLE}
+        out["fixed_sha256"] = self.fixed_fingerprint()
+        return out
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
-        for k in self._STATE:
+        """Restore :meth:`state_dict`. A checkpoint written before the fingerprint (it holds
+        the fixed draws themselves) is restored as it is.
+
+        Raises
+        ------
+        ValueError
+            The fixed draws of this array (made from the run's device seed) are not those
+            the checkpoint was written with: another profile, seed or device model.
+        """
+        if all(k in d for k in self._FIXED):
+            for k in self._FIXED:
+                setattr(self, k, np.array(d[k]))
+        elif "fixed_sha256" in d:
+            if not np.array_equal(np.asarray(d["fixed_sha256"]), self.fixed_fingerprint()):
+                raise ValueError(
+                    "the devices' fixed per-device draws differ from the checkpoint's "
+                    "(another hardware profile, device seed or device model)"
+                )
+        else:
+            raise ValueError("a device checkpoint needs fixed_sha256 or the fixed draws")
+        for k in self._MUTABLE:
             setattr(self, k, np.array(d[k]))
+        self.drift = np.array(d["drift"]) if "drift" in d else self._drift_factor()

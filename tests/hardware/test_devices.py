@@ -183,3 +183,30 @@ def test_ideal_signed_mapping_adds_exactly():
     d = {"W1": np.full((5, 3), 1e-3)}
     xb.apply(d, np.random.default_rng(0))
     np.testing.assert_array_equal(xb.weights()["W1"], params["W1"] + d["W1"])
+
+
+def test_checkpoint_keeps_the_mutable_state_and_refuses_other_fixed_draws():
+    """A device checkpoint holds G, write noise, drift, age and nu plus a fingerprint of the
+    per-device draws; a restart from the same seed redraws them and continues exactly; a
+    restart whose draws differ (another seed) is refused instead of silently mixing."""
+    p = _params("exp_saturating", dtod_step_std=0.3, dtod_bounds_std=0.1, stuck_prob=0.05,
+                write_noise_std=0.5, drift_model="power_law", drift_nu=0.05,
+                drift_nu_std=0.02)  # fmt: skip
+    a = _fresh(p, seed=3)
+    a.pulse(np.full(N, 5), True, np.random.default_rng(1))
+    a.advance(100.0)
+    sd = a.state_dict()
+    assert set(sd) == {*DeviceArray._MUTABLE, "fixed_sha256"}
+    b = DeviceArray(p, (N,), np.random.default_rng(3))  # the same device seed
+    b.load_state_dict(sd)
+    for k in (*DeviceArray._MUTABLE, *DeviceArray._FIXED, "drift"):
+        np.testing.assert_array_equal(getattr(b, k), getattr(a, k))
+    a.pulse(np.full(N, 4), False, np.random.default_rng(2))
+    b.pulse(np.full(N, 4), False, np.random.default_rng(2))
+    np.testing.assert_array_equal(a.visible, b.visible)
+    other = DeviceArray(p, (N,), np.random.default_rng(4))
+    with pytest.raises(ValueError, match="fixed per-device draws"):
+        other.load_state_dict(sd)
+    legacy = {k: np.array(getattr(a, k)) for k in (*DeviceArray._MUTABLE, *DeviceArray._FIXED)}
+    other.load_state_dict(legacy)  # an older checkpoint carries the draws themselves
+    np.testing.assert_array_equal(other.visible, a.visible)
