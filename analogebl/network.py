@@ -298,7 +298,7 @@ class Network:
         metrics = {"cost": cost, "error": error, "energy": energy, "residual": residual}
         metrics.update(self._convergence(free, last, rule, target))
         iterations = free_iterations + 2 * getattr(rule, "iterations", 0)  # read energy
-        updater.step(b.params, grads, b, free, iterations)
+        updater.step(b.params, grads, b, free, iterations, free_iterations=free_iterations)
         self._warm = last
         return metrics
 

@@ -382,6 +382,8 @@ class RunSpec:
     threads: int | None = _r(None, COUNT, none=True)
     checkpoint_minutes: float = _r(10.0, POSITIVE)
     measure_memory: bool = False
+    #: probe-batch size of the per-epoch gradient-fidelity probes (0: off)
+    probes: int = _r(64, Range(0, integer=True))
     variant: str | None = None
 
     def __post_init__(self):
@@ -437,6 +439,7 @@ class RunSpec:
                 threads=None if threads in (None, "auto") else threads,
                 checkpoint_minutes=v.get("checkpoint_minutes", 10.0),
                 measure_memory=v.get("measure_memory", False),
+                probes=v.get("probes", 64),
                 variant=v.get("variant"),
             )
         except ConfigError as exc:

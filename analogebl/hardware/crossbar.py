@@ -61,6 +61,9 @@ class UpdateStats:
     pulses: int
     energy_J: float
     refreshes: int = 0
+    #: per parameter tensor, the fraction of its devices (both of every pair) that this
+    #: update left alone: no pulse (or, on continuous devices, no write)
+    idle: dict[str, float] | None = None
 
 
 def device_params(prof: HardwareProfile) -> DeviceParams:
@@ -254,11 +257,14 @@ class Crossbars:
         uni = prof.get("update", "unidirectional")
         rounding, cap = prof.get("update", "rounding"), prof.get("update", "max_pulses")
         pulses, energy, refreshes = 0, 0.0, 0
+        idle: dict[str, float] = {}
         for k, d in delta_w.items():
             dg = np.asarray(d, dtype=np.float64) * self.g_unit[k]
+            touched = 0
             for dev, want in zip(self.pairs[k], split_pair(dg, uni), strict=True):
                 if self.p.continuous:  # no levels: the devices take dG exactly, no pulses
                     dev.write(want)
+                    touched += int(np.count_nonzero(want))
                     continue
                 for up in (True, False):
                     part = np.maximum(want, 0.0) if up else np.maximum(-want, 0.0)
@@ -270,10 +276,12 @@ class Crossbars:
                     energy += self._pulse_energy(dev, n, up)
                     dev.pulse(n, up, rng)
                     pulses += int(n.sum())
+                    touched += int(np.count_nonzero(n))  # a device moves one way per update
+            idle[k] = 1.0 - touched / max(2 * dg.size, 1)
             if uni:
                 r, pe = self._refresh(k, rng)
                 refreshes, pulses, energy = refreshes + r[0], pulses + r[1], energy + pe
-        return UpdateStats(pulses, energy, refreshes)
+        return UpdateStats(pulses, energy, refreshes, idle)
 
     def _pulse_energy(self, dev: DeviceArray, n: np.ndarray, up: bool) -> float:
         g = self.profile.get

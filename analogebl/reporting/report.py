@@ -9,6 +9,7 @@ from analogebl.errors import ConfigError
 from analogebl.recording.atomic import atomic_write_text
 from analogebl.reporting.claims import ClaimResult, claims_markdown, evaluate_claim
 from analogebl.reporting.figures import _Writer, make_figures
+from analogebl.reporting.hardware import hardware_markdown, probe_figure
 from analogebl.reporting.optimizers import (
     is_comparison,
     optimizer_figures,
@@ -209,6 +210,12 @@ def write_report(
                 "\n#### By variant\n\nFinal accuracies (mean ± std over seeds), time, and "
                 "the relative change of each coupling's weights.\n\n" + optimizers_markdown(rows)
             )
+        hw = hardware_markdown(rs)
+        if hw:
+            text += "\n" + hw
+        w = _Writer(out, prefix, names)
+        probe_figure(rs, w.save)
+        figs = figs + w.written
         figures += figs
         text += "\n" + "".join(f"![{f.stem}]({f.name})\n\n" for f in figs)
         sections.append(text.rstrip() + "\n")

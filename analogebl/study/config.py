@@ -119,6 +119,7 @@ def _flatten(doc: dict, path, prefix: str = "") -> dict[str, Any]:
 # numeric keys that may be 0 or negative (every other number must be > 0)
 _MAY_BE_ZERO = (
     "seed",
+    "probes",
     "optimizer.weight_decay",
     "optimizer.momentum",
     "optimizer.spectral_cap",

@@ -179,5 +179,6 @@ def fit_options(spec: RunSpec, ds, checkpoint_seconds: float | None, progress: b
         augmentation=DEFAULT_AUGMENTATION[ds.name] if d.augment else None,
         checkpoint_seconds=every_s,
         measure_memory=spec.measure_memory,
+        probes=spec.probes if spec.circuit is not None else 0,
         progress=sys.stderr.isatty() if progress is None else progress,
     )

@@ -92,12 +92,17 @@ class FitOptions:
     checkpoint_seconds: float = 600.0
     measure_memory: bool = False
     progress: bool = False
+    #: examples in the per-epoch gradient-fidelity probe batch (0: no probes)
+    probes: int = 0
 
 
 # checkpoint array groups the trainer writes itself (the rest belong to the updater)
 _OWN_GROUPS = ("params", "opt", "warm", "model")
 # recorded metrics that may be NaN by design (peak memory is unknown for torch on the CPU)
-_MAY_BE_NAN = frozenset({"peak_step_MB"})
+#: per-update hardware figures of an epoch are NaN when an older run file lacks the
+#: cumulative counters they difference
+_PER_UPDATE = ("pulses_per_update", "update_J_per_update", "train_J_per_update")
+_MAY_BE_NAN = frozenset({"peak_step_MB", *_PER_UPDATE})
 # a step's metric -> its epoch row's name
 _ROW_NAMES = {"cost": "train_cost", "error": "train_error"}
 
@@ -313,8 +318,12 @@ class Trainer:
             train_seconds = time.perf_counter() - t_train
             row, r = self._epoch_row(ds, opts, epoch, sums, t0, train_seconds, init_weights,
                                      val, diagnostic_x)  # fmt: skip
+            if not self.updater.ideal:
+                row.update(_per_update(row, recorder.metrics))
             partial = {k[2:] for k, v in sums.items() if k.startswith("m_") and math.isnan(v)}
             nan_ok = _MAY_BE_NAN | {_ROW_NAMES.get(k, k) for k in (undefined or set()) | partial}
+            # a probe's cosine or norm ratio is undefined (NaN) where a gradient vanishes
+            nan_ok |= {k for k in row if k.startswith("probe_")}
             bad = _bad_value(row, nan_ok, "the recorded")
             if bad is not None:
                 raise self._diverged(recorder, bad, epoch, None)
@@ -327,10 +336,17 @@ class Trainer:
             if epoch + 1 == opts.epochs:
                 recorder.meta.update(complete=True, status="complete")
             recorder.write(self.checkpoint(epoch + 1, 0, {}))
+            hw = ""
+            if "pulses_per_update" in row:
+                hw = (
+                    f"  pulses/update {row['pulses_per_update']:.3g}  J/update "
+                    f"{row['train_J_per_update']:.3g} (pulses {row['update_J_per_update']:.2g})"
+                    f"  J/inference {row['inference_energy_J']:.3g}"
+                )
             log(
                 f"epoch {r.epoch}/{opts.epochs}  train_error {100 * r.train_error:6.2f}%  "
                 f"cost {r.train_cost:.4f}  energy {row['energy']:.3f}  "
-                f"test_error {100 * r.test_error:6.2f}%  ({r.seconds:.1f} s)"
+                f"test_error {100 * r.test_error:6.2f}%{hw}  ({r.seconds:.1f} s)"
             )
         result.seconds = time.perf_counter() - t_start
         return result
@@ -365,12 +381,40 @@ class Trainer:
             {k: v for k, v in means.items() if k not in ("cost", "error", "energy", "residual")}
         )
         row.update(net.epoch_diagnostics(diagnostic_x, self.free_iterations))
+        if opts.probes and hasattr(net, "backend"):
+            row.update(self._probe(ds, opts, epoch))
         if val is not None:
             row["val_error"] = evaluate(net, val[0], val[1], iterations=self.free_iterations, **ev)
         if not self.updater.ideal:
             row.update(self.updater.epoch_metrics())
             self.updater.end_epoch()
         return row, r
+
+    def _probe(self, ds, opts: FitOptions, epoch: int) -> dict[str, float]:
+        """The gradient-fidelity probes (:mod:`analogebl.diagnostics.probes`) on the first
+        ``opts.probes`` training images, at the weights the epoch ended with."""
+        from analogebl.diagnostics.probes import gradient_fidelity
+
+        n = min(opts.probes, len(ds.train_y))
+        x, y = next(
+            iter(
+                iterate_batches(
+                    ds.train_x[:n],
+                    ds.train_y[:n],
+                    n,
+                    rng=None,
+                    mean=ds.mean,
+                    std=ds.std,
+                    pad_to=opts.pad_to,
+                    augmentation=None,
+                    dtype=opts.dtype,
+                )  # fmt: skip
+            )
+        )
+        return gradient_fidelity(
+            self.net, self.rule, self.updater, x, y, self.free_iterations,
+            self.relax_schedule, rng=derive_rng(0, f"probe/epoch{epoch}"),
+        )  # fmt: skip
 
     def _diverged(self, recorder, where: str, epoch: int, step: int | None) -> DivergenceError:
         at = f"epoch {epoch + 1}" + ("" if step is None else f", step {step + 1}")
@@ -380,6 +424,21 @@ class Trainer:
         )
         recorder.mark_diverged(msg)
         return DivergenceError(msg)
+
+
+def _per_update(row: dict[str, float], metrics: dict[str, list[float]]) -> dict[str, float]:
+    """An epoch's hardware cost per update, from the updater's cumulative counters in
+    ``row`` and the previous epoch's in ``metrics`` (0 before the first epoch): pulses,
+    pulse energy and all training energy (pulses + relaxation reads + converters) [J]."""
+
+    def per(key: str) -> float:
+        past = metrics.get(key) or [0.0]
+        n = row["updates"] - (metrics.get("updates") or [0.0])[-1]
+        return (row[key] - past[-1]) / n if n > 0 else math.nan
+
+    return dict(
+        zip(_PER_UPDATE, (per("pulses"), per("update_energy_J"), per("energy_J")), strict=True)
+    )
 
 
 #: a mean relaxation residual ``max |s - act(h)|`` above this is not an equilibrium

@@ -40,7 +40,15 @@ class Updater(Protocol):
 
     def begin_step(self) -> None: ...
 
-    def step(self, params, grads, backend=None, free_state=None, iterations: int = 0) -> None:
+    def step(
+        self,
+        params,
+        grads,
+        backend=None,
+        free_state=None,
+        iterations: int = 0,
+        free_iterations: int | None = None,
+    ) -> None:
         """Apply ``grads`` (batch-mean dLoss/dtheta) to ``params``."""
 
     def end_epoch(self) -> None: ...
@@ -63,7 +71,15 @@ class IdealUpdater:
     def begin_step(self) -> None:
         pass
 
-    def step(self, params, grads, backend=None, free_state=None, iterations: int = 0) -> None:
+    def step(
+        self,
+        params,
+        grads,
+        backend=None,
+        free_state=None,
+        iterations: int = 0,
+        free_iterations: int | None = None,
+    ) -> None:
         self.optimizer.step(params, grads)
 
     def end_epoch(self) -> None:
@@ -112,6 +128,7 @@ class CrossbarUpdater:
         self._load_weights()
         self.pulses, self.update_energy_J, self.relax_energy_J = 0, 0.0, 0.0
         self.convert_energy_J = 0.0
+        self.updates, self.examples, self.inference_J_sum = 0, 0, 0.0
         g, shapes = profile.get, backend.plan.layer_shapes  # converter energy per example:
         adc = g("energy", "e_adc_J") if g("adc", "bits") else 0.0
         dac = g("energy", "e_dac_J") if g("dac", "bits") else 0.0
@@ -134,16 +151,23 @@ class CrossbarUpdater:
         if self.resample == "per_update" and self.b.read_noise is not None:
             self.b.redraw_read_noise()
 
-    def _observe(self, free_state, iterations: int) -> None:
+    def _observe(self, free_state, iterations: int, free_iterations: int | None = None) -> None:
         """Account the energy of a step's relaxations: crossbar read power at the free
         equilibrium times ``iterations * t_read_sec`` (dense and conv crossbars), and the
         converters: per iteration the ADC reads every non-input node (untiled) or every
         tile output, and with tiles the DAC writes every node back
         (:func:`analogebl.hardware.tiles.conversions_per_example`); every input node is
         converted by the DAC once per example (it holds the input through the step's
-        phases): ``E = N (iterations (n_adc e_adc + n_dac e_dac) + n_0 e_dac)``."""
+        phases): ``E = N (iterations (n_adc e_adc + n_dac e_dac) + n_0 e_dac)``.
+
+        The energy of one *inference* (the free phase of one example, ``free_iterations``
+        reads at the free equilibrium's power, its conversions and the input's DAC) is
+        summed into ``inference_J_sum``, its mean reported as ``inference_energy_J``."""
         n = free_state[0].shape[0]
         self.convert_energy_J += n * (iterations * self._adc_J_per_iteration + self._dac_J)
+        k = iterations if free_iterations is None else free_iterations
+        self.examples += n
+        self.inference_J_sum += n * (k * self._adc_J_per_iteration + self._dac_J)
         if not self.t_read or not self.xbar.differential:
             return
         b = self.b
@@ -152,13 +176,25 @@ class CrossbarUpdater:
             p += self.xbar.crossbar_power_W(
                 c.name, b.to_numpy(free_state[c.pre]), b.to_numpy(free_state[c.post]), c
             )
-        self.relax_energy_J += p * iterations * self.t_read * free_state[0].shape[0]
+        self.relax_energy_J += p * iterations * self.t_read * n
+        self.inference_J_sum += p * k * self.t_read * n
 
-    def step(self, params, grads, backend=None, free_state=None, iterations: int = 0) -> None:
-        """Turn the estimate into pulses and read the new weights back."""
+    def step(
+        self,
+        params,
+        grads,
+        backend=None,
+        free_state=None,
+        iterations: int = 0,
+        free_iterations: int | None = None,
+    ) -> None:
+        """Turn the estimate into pulses and read the new weights back. ``iterations``:
+        the step's relaxation iterations (free + nudged phases), ``free_iterations`` those
+        of its free phase (one inference)."""
         b = self.b
+        self.updates += 1
         if free_state is not None:
-            self._observe(free_state, iterations)
+            self._observe(free_state, iterations, free_iterations)
         old = {k: b.to_numpy(v).astype(np.float64) for k, v in b.params.items()}
         if self.plain:
             delta = {
@@ -185,13 +221,16 @@ class CrossbarUpdater:
             self._load_weights()
 
     def epoch_metrics(self) -> dict[str, float]:
-        """Cumulative pulses and energies (J) of the run so far."""
+        """Cumulative pulses, updates and energies (J) of the run so far, and the mean
+        energy of one inference (J per example, free phase)."""
         return {
             "pulses": self.pulses,
             "update_energy_J": self.update_energy_J,
             "relax_energy_J": self.relax_energy_J,
             "convert_energy_J": self.convert_energy_J,
             "energy_J": self.update_energy_J + self.relax_energy_J + self.convert_energy_J,
+            "updates": self.updates,
+            "inference_energy_J": self.inference_J_sum / max(self.examples, 1),
         }
 
     # ------------------------------------------------------------------ checkpoints
@@ -210,6 +249,9 @@ class CrossbarUpdater:
             "hw_update_J": self.update_energy_J,
             "hw_relax_J": self.relax_energy_J,
             "hw_convert_J": self.convert_energy_J,
+            "hw_updates": self.updates,
+            "hw_examples": self.examples,
+            "hw_infer_J": self.inference_J_sum,
         }
         return {"arrays": arrays, "scalars": scalars, "rng": json.loads(json.dumps(rng))}
 
@@ -224,6 +266,9 @@ class CrossbarUpdater:
         self.update_energy_J = float(scalars.get("hw_update_J", 0.0))
         self.relax_energy_J = float(scalars.get("hw_relax_J", 0.0))
         self.convert_energy_J = float(scalars.get("hw_convert_J", 0.0))
+        self.updates = int(scalars.get("hw_updates", 0))
+        self.examples = int(scalars.get("hw_examples", 0))
+        self.inference_J_sum = float(scalars.get("hw_infer_J", 0.0))
         self._load_weights()
         noise = {k: self.b.asarray(v) for k, v in arrays.get("hwnoise", {}).items()}
         self.b.set_read_noise_draw(noise or None)

@@ -52,6 +52,21 @@ def test_device_profiles_train_and_count_pulses(profile, data_dir, tmp_path):
     assert (tmp_path / "r.h5").stat().st_size < 12 * param_bytes
     if "ideal_16bit" not in profile:
         assert rec.metrics["energy_J"][-1] > 0
+    # the per-update figures of each epoch add up to the cumulative counters
+    n = np.diff(np.r_[0.0, rec.metrics["updates"]])
+    assert np.all(n == 20)  # 1000 images / batch 50
+    for per, total in (("pulses_per_update", "pulses"), ("train_J_per_update", "energy_J")):
+        np.testing.assert_allclose(np.cumsum(rec.metrics[per] * n), rec.metrics[total])
+    # one inference (free phase of one example) costs less than a step per example
+    assert np.all(rec.metrics["inference_energy_J"] * 50 <= rec.metrics["train_J_per_update"])
+    assert np.all(rec.metrics["inference_energy_J"] > 0) == ("ideal_16bit" not in profile)
+    if profile == "reram_like":  # the report shows them
+        from analogebl.reporting import write_report
+
+        write_report(tmp_path, tmp_path / "rep")
+        md = (tmp_path / "rep" / "report.md").read_text()
+        assert "Hardware cost" in md and "| reram_like | C-EP | MNIST | 1 |" in md
+        assert "![probes_c_ep](probes_c_ep.png)" in md  # the gradient-fidelity figure
     accuracy = 1 - res.test_error
     # measured on this subset: 16-bit 81 %, ReRAM 70 %, ECRAM 74 %, PCM 80 %; the pessimistic
     # device (40 states, 5-bit ADC, 10 % stuck) stays near chance in 2 epochs
@@ -99,9 +114,9 @@ def test_a_training_step_leaks_for_the_time_its_relaxations_take(data_dir, tmp_p
     seen, leaks = [], []
     real_step, real_leak = CrossbarUpdater.step, Crossbars.leak
 
-    def step(self, params, grads, backend=None, free_state=None, iterations=0):
+    def step(self, params, grads, backend=None, free_state=None, iterations=0, **kw):
         seen.append((iterations, free_state[0].shape[0], self.t_read))
-        return real_step(self, params, grads, backend, free_state, iterations)
+        return real_step(self, params, grads, backend, free_state, iterations, **kw)
 
     def leak(self, seconds):
         leaks.append(seconds)
