@@ -94,12 +94,20 @@ def probe_figure(runs, save) -> None:
         profiles = sorted(by_rule[rule])
         rs0 = [r for p in profiles for r in by_rule[rule][p]]
         couplings = sorted(
-            {k[len("probe_cos_estimate_"):] for r in rs0 for k in r.metrics
-             if k.startswith("probe_cos_estimate_W")}  # fmt: skip
+            {
+                k[len("probe_cos_estimate_") :]
+                for r in rs0
+                for k in r.metrics
+                if k.startswith("probe_cos_estimate_W")
+            }  # fmt: skip
         )
         layers = sorted(
-            {k[len("probe_noise_rms_"):] for r in rs0 for k in r.metrics
-             if k.startswith("probe_noise_rms_")},  # fmt: skip
+            {
+                k[len("probe_noise_rms_") :]
+                for r in rs0
+                for k in r.metrics
+                if k.startswith("probe_noise_rms_")
+            },  # fmt: skip
             key=lambda n: (n == "out", n),
         )
         fig = _figure(11.0, 4.0)
