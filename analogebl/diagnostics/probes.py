@@ -44,14 +44,24 @@ import numpy as np
 __all__ = ["gradient_fidelity"]
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum a b`` exactly rounded (``math.fsum``): a BLAS dot's last bits depend on the
+    arrays' memory alignment, which a resumed run does not reproduce."""
+    return math.fsum((np.asarray(a, np.float64) * np.asarray(b, np.float64)).ravel().tolist())
+
+
+def _norm(a: np.ndarray) -> float:
+    return math.sqrt(_dot(a, a))
+
+
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    return float(np.vdot(a, b) / (na * nb)) if na > 0 and nb > 0 else math.nan
+    na, nb = _norm(a), _norm(b)
+    return _dot(a, b) / (na * nb) if na > 0 and nb > 0 else math.nan
 
 
 def _rms(a) -> float:
     a = np.asarray(a, dtype=np.float64)
-    return float(np.sqrt(np.mean(a * a))) if a.size else math.nan
+    return math.sqrt(_dot(a, a) / a.size) if a.size else math.nan
 
 
 def _rngs(updater) -> list[np.random.Generator]:
@@ -142,10 +152,8 @@ def gradient_fidelity(
             ideal = -lr[k] * g_true[k]
             out[f"probe_cos_estimate_{k}"] = _cos(g_rule[k], g_true[k])
             out[f"probe_cos_realised_{k}"] = _cos(realised[k], ideal)
-            n = float(np.linalg.norm(ideal))
-            out[f"probe_norm_realised_{k}"] = (
-                float(np.linalg.norm(realised[k])) / n if n > 0 else math.nan
-            )
+            n = _norm(ideal)
+            out[f"probe_norm_realised_{k}"] = _norm(realised[k]) / n if n > 0 else math.nan
             if k in idle:
                 out[f"probe_idle_{k}"] = idle[k]
         quant = getattr(b, "_quant", None) or (None,) * plan.num_layers

@@ -24,8 +24,9 @@ from analogebl.training.support import flatten
 __all__ = ["RESUME_FREE_KEYS", "RunFile", "config_diff", "run_meta"]
 
 # keys that may change between a run and its resume (threads: the budget recorded in /meta
-# is reused when the study says "auto"; see analogebl.threads)
-RESUME_FREE_KEYS = ("checkpoint_minutes", "description", "default_tier", "threads")
+# is reused when the study says "auto"; see analogebl.threads; probes only add metrics and
+# leave the trajectory unchanged, so an older run resumes with them)
+RESUME_FREE_KEYS = ("checkpoint_minutes", "description", "default_tier", "threads", "probes")
 
 
 def config_diff(old_toml: str, new_toml: str) -> list[str]:
