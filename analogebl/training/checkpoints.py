@@ -282,6 +282,7 @@ def check_checkpoint(record, trainer) -> None:
         return
     required, optional, batch = planned_arrays(trainer)
     arrays = ck.arrays
+    _device_draws(record, trainer, required, arrays)
     for k, (shape, dtype) in required.items():
         if k not in arrays:
             need = _fmt(shape, dtype)
@@ -312,6 +313,31 @@ def check_checkpoint(record, trainer) -> None:
         )
     _check_counters(record, trainer)
     _check_rng(record, trainer.updater.state_dict()["rng"], ck.rng)
+
+
+def _device_draws(record, trainer, required: dict, arrays: dict) -> None:
+    """The devices' fixed per-device draws: a checkpoint holds their fingerprint
+    (``hw/.../fixed_sha256``), which must be the one this run draws from its seed; one
+    written before the fingerprint holds the draws themselves (and the drift factor), which
+    are then required in place of the fingerprint (``required`` is edited)."""
+    from analogebl.hardware.devices import DeviceArray
+
+    fresh = flatten(trainer.updater.state_dict()["arrays"]) if not trainer.updater.ideal else {}
+    for k in [k for k in required if k.endswith("/fixed_sha256")]:
+        pre = k[: -len("fixed_sha256")]
+        if k not in arrays and f"{pre}d_up" in arrays:  # the older, self-contained layout
+            del required[k]
+            shape = required[f"{pre}G"][0]
+            for name in (*DeviceArray._FIXED, "drift"):
+                required[pre + name] = (shape, np.bool_ if name == "stuck" else np.float64)
+        elif k in arrays and k in fresh:
+            if not np.array_equal(np.asarray(arrays[k]), np.asarray(fresh[k])):
+                raise _refuse(
+                    record,
+                    f"checkpoint/{k}",
+                    "does not match the devices this run draws from its seed (another "
+                    "hardware profile, device seed or device model wrote it)",
+                )
 
 
 def _fmt(shape, dtype) -> str:

@@ -130,3 +130,52 @@ def test_a_training_step_leaks_for_the_time_its_relaxations_take(data_dir, tmp_p
     assert len(seen) == 2 and len(leaks) == 2
     for (its, batch, t_read), secs in zip(seen, leaks, strict=True):
         assert its > 0 and batch == 50 and secs == pytest.approx(its * t_read * batch, rel=1e-12)
+
+
+def test_device_checkpoints_of_both_layouts_resume_and_foreign_draws_are_refused(
+    data_dir, tmp_path, monkeypatch
+):
+    """A checkpoint holds the devices' mutable state and a fingerprint of their per-device
+    draws; a run interrupted under the older layout (the draws themselves) resumes under
+    the current one and ends like the uninterrupted run; a fingerprint of other draws is
+    refused, naming the entry."""
+    import dataclasses
+
+    from analogebl.errors import ConfigError
+    from analogebl.hardware.devices import DeviceArray
+    from analogebl.network import Network
+    from analogebl.recording import write_run
+
+    study = _study("ideal_16bit", ["train_subset=200"])
+    run_training(study, progress=False, path=tmp_path / "a.h5", checkpoint_seconds=0)
+
+    def older_layout(self):
+        names = (*DeviceArray._MUTABLE, "drift", *DeviceArray._FIXED)
+        return {k: np.array(getattr(self, k)) for k in names}
+
+    real = Network.train_step
+    calls = {"n": 0}
+
+    def failing(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 6:  # epoch 2, batch 2
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(DeviceArray, "state_dict", older_layout)
+        m.setattr(Network, "train_step", failing)
+        with pytest.raises(KeyboardInterrupt):
+            run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
+    assert "hw/plus/W1/d_up" in read_run(tmp_path / "b.h5").checkpoint.arrays
+    run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
+    ra, rb = read_run(tmp_path / "a.h5"), read_run(tmp_path / "b.h5")
+    for k in ra.metrics:
+        if not k.startswith("seconds"):
+            np.testing.assert_array_equal(ra.metrics[k], rb.metrics[k], err_msg=k)
+    bad = dict(ra.checkpoint.arrays)
+    bad["hw/plus/W1/fixed_sha256"] = bad["hw/plus/W1/fixed_sha256"][::-1].copy()
+    ck = dataclasses.replace(ra.checkpoint, arrays=bad)
+    write_run(tmp_path / "c.h5", dataclasses.replace(ra, checkpoint=ck))
+    with pytest.raises(ConfigError, match="fixed_sha256"):
+        run_training(study, progress=False, path=tmp_path / "c.h5")
