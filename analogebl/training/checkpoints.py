@@ -354,10 +354,16 @@ def _check_array(record, k: str, a: np.ndarray, shape, dtype) -> None:
         raise _refuse(record, key, "holds NaN or Inf values")
 
 
+#: updater counters a later version added: an older checkpoint lacks them (restored as 0)
+LATER_COUNTERS = frozenset({"hw_updates", "hw_examples", "hw_infer_J"})
+
+
 def _check_counters(record, trainer) -> None:
     """The optimizer's and the updater's counters a restore reads (``t``, ``hw_pulses``...)."""
     need = {**trainer.optimizer.scalars(), **trainer.updater.state_dict()["scalars"]}
     for k in need:
+        if k in LATER_COUNTERS and k not in record.checkpoint.scalars:
+            continue  # added by a later version; a restore starts it at 0
         if k not in record.checkpoint.scalars:
             raise _refuse(record, "checkpoint/scalars", f"lacks the counter '{k}'")
         if record.checkpoint.scalars[k] < 0:

@@ -431,6 +431,10 @@ def _per_update(row: dict[str, float], metrics: dict[str, list[float]]) -> dict[
     ``row`` and the previous epoch's in ``metrics`` (0 before the first epoch): pulses,
     pulse energy and all training energy (pulses + relaxation reads + converters) [J]."""
 
+    if metrics.get("pulses") and not metrics.get("updates"):
+        # an older run resumed: its update counter restarted at the resume
+        return dict.fromkeys(_PER_UPDATE, math.nan)
+
     def per(key: str) -> float:
         past = metrics.get(key) or [0.0]
         n = row["updates"] - (metrics.get("updates") or [0.0])[-1]

@@ -145,6 +145,7 @@ def test_device_checkpoints_of_both_layouts_resume_and_foreign_draws_are_refused
     from analogebl.hardware.devices import DeviceArray
     from analogebl.network import Network
     from analogebl.recording import write_run
+    from analogebl.training.trainer import _PER_UPDATE
 
     study = _study("ideal_16bit", ["train_subset=200"])
     run_training(study, progress=False, path=tmp_path / "a.h5", checkpoint_seconds=0)
@@ -162,8 +163,19 @@ def test_device_checkpoints_of_both_layouts_resume_and_foreign_draws_are_refused
             raise KeyboardInterrupt
         return real(self, *a, **k)
 
+    from analogebl.training.updaters import CrossbarUpdater
+
+    real_state = CrossbarUpdater.state_dict
+
+    def older_counters(self):  # nor the counters added with the fingerprint
+        st = real_state(self)
+        for k in ("hw_updates", "hw_examples", "hw_infer_J"):
+            st["scalars"].pop(k)
+        return st
+
     with monkeypatch.context() as m:
         m.setattr(DeviceArray, "state_dict", older_layout)
+        m.setattr(CrossbarUpdater, "state_dict", older_counters)
         m.setattr(Network, "train_step", failing)
         with pytest.raises(KeyboardInterrupt):
             run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
@@ -171,7 +183,11 @@ def test_device_checkpoints_of_both_layouts_resume_and_foreign_draws_are_refused
     run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     ra, rb = read_run(tmp_path / "a.h5"), read_run(tmp_path / "b.h5")
     for k in ra.metrics:
-        if not k.startswith("seconds"):
+        if k in ("updates", "inference_energy_J", *_PER_UPDATE):  # the counters restart
+            np.testing.assert_array_equal(ra.metrics[k][:1], rb.metrics[k][:1], err_msg=k)
+            if k in _PER_UPDATE:  # unknown for the epoch an older checkpoint resumed in
+                assert np.isnan(rb.metrics[k][1]), k
+        elif not k.startswith("seconds"):
             np.testing.assert_array_equal(ra.metrics[k], rb.metrics[k], err_msg=k)
     bad = dict(ra.checkpoint.arrays)
     bad["hw/plus/W1/fixed_sha256"] = bad["hw/plus/W1/fixed_sha256"][::-1].copy()
