@@ -1,6 +1,7 @@
 """Cost of each hardware profile over the software simulator (one C-EP training step).
 
     python benchmarks/bench_profiles.py --circuit dhn_mnist --batch 128 --backend numba
+    python benchmarks/bench_profiles.py --circuit dchn32 --width 0.25 --batch 32
 
 For every catalog profile: seconds per training step (60 free + 2 x 15 nudged iterations +
 the update realised as pulses), the slowdown against ``ideal_fp32``, pulses and energy per
@@ -26,11 +27,11 @@ from analogebl.network import Network  # noqa: E402
 from analogebl.training import CrossbarUpdater, IdealUpdater  # noqa: E402
 
 
-def batches(batch: int, n: int, in_shape):
+def batches(batch: int, n: int, in_shape, dataset: str = "mnist", pad_to=None):
     if os.environ.get("ANALOGEBL_DATA"):
         from analogebl.data import iterate_batches, load_dataset
 
-        ds = load_dataset("mnist", train_subset=batch * n, subset_seed=0)
+        ds = load_dataset(dataset, train_subset=batch * n, subset_seed=0)
         return list(
             iterate_batches(
                 ds.train_x,
@@ -39,7 +40,7 @@ def batches(batch: int, n: int, in_shape):
                 rng=None,
                 mean=ds.mean,
                 std=ds.std,
-                pad_to=None,
+                pad_to=pad_to,
                 augmentation=None,
                 dtype=np.float32,
             )
@@ -57,6 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--backend", default="numba")
+    ap.add_argument("--width", type=float, default=None, help="a DCHN's channel multiplier")
+    ap.add_argument("--gain", type=float, default=None, help="a DCHN's gain (every layer)")
     ap.add_argument(
         "--profiles",
         default="",
@@ -68,12 +71,29 @@ def main(argv=None) -> int:
     names = [p for p in args.profiles.split(",") if p] or list_profiles()
     if "ideal_fp32" not in names:
         names.insert(0, "ideal_fp32")
-    data, (mean, std) = batches(args.batch, args.steps + 1, (784,))
+    conv = args.circuit.startswith("dchn")
+    data, (mean, std) = batches(
+        args.batch,
+        args.steps + 1,
+        (1, 32, 32) if conv else (784,),
+        "fmnist" if conv else "mnist",
+        32 if conv else None,
+    )
+    shape = {"in_channels": 1} if conv else {}
+    if args.width:
+        shape["width"] = args.width
+    if args.gain:
+        shape["gains"] = [args.gain] * 5
     rows = []
     for name in names:
         prof = load_profile(name)
         net = Network.from_catalog(
-            args.circuit, backend=args.backend, seed=0, profile=prof, data_stats=(mean, std)
+            args.circuit,
+            backend=args.backend,
+            seed=0,
+            profile=prof,
+            data_stats=(mean, std),
+            **shape,
         )
         opt = SGD(layer_learning_rates(list(net.parameters()), 0.05), 0.9)
         hw = None if prof.is_ideal else CrossbarUpdater(net.backend, opt, 0)
