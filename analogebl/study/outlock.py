@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,12 +30,32 @@ _HELD: dict[Path, tuple[FileLock, int, int]] = {}  # lock file -> (lock, thread,
 _HELD_GUARD = threading.Lock()
 
 
-def _in_use(out: Path, lock: Path) -> ConfigError:
-    owner = ""
+def _owner(out: Path) -> str:
+    """The holder's ``pid ... on HOST`` (``""`` when its owner file is not written yet or
+    already removed)."""
     try:
-        owner = (out / OWNER_FILE).read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:  # not written yet, or already removed: the lock file is named anyway
-        pass
+        return (out / OWNER_FILE).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _acquire(lock: FileLock, out: Path, lock_path: Path, grace_s: float = 1.0) -> None:
+    """Take ``lock`` or refuse at once naming its holder. A holder that has just taken the
+    lock and not yet written its owner file, or has removed it and not yet released the
+    lock, is waited for up to ``grace_s``: the refusal then names it, or the lock is free."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            lock.acquire()
+            return
+        except Timeout:
+            if _owner(out) or time.monotonic() > deadline:
+                raise _in_use(out, lock_path) from None
+            time.sleep(0.02)
+
+
+def _in_use(out: Path, lock: Path) -> ConfigError:
+    owner = _owner(out)  # "" after the grace: the lock file is named anyway
     who = f" ({owner})" if owner else ""
     return ConfigError(
         f"the output folder is in use by another run{who}: {lock} is locked; wait for "
@@ -51,8 +72,9 @@ def lock_out(out: str | Path) -> Iterator[Path]:
     Only the holder writes ``study.toml``, clears stale temp files and starts runs (the
     workers of a ``local:N`` pool or a Dask cluster write their own run files while the
     process that owns the study holds the lock). Another process (or thread) asking for it
-    is refused at once with a :class:`ConfigError` naming the lock file and, when known,
-    the holder's pid and host (``OUT/.analogebl.lock.owner``). The lock is the operating
+    is refused at once with a :class:`ConfigError` naming the lock file and the holder's pid
+    and host (``OUT/.analogebl.lock.owner``; a holder caught between taking the lock and
+    writing that file is waited for up to a second, :func:`_acquire`). The lock is the operating
     system's (``flock``): it goes with the process, so a killed run leaves no stale lock.
     Nested use in one thread is allowed (the CLI may hold it across the run and its report).
 
@@ -77,9 +99,7 @@ def lock_out(out: str | Path) -> Iterator[Path]:
     if held is None:
         lock = FileLock(str(lock_path), timeout=0)
         try:
-            lock.acquire()
-        except Timeout:
-            raise _in_use(out, lock_path) from None
+            _acquire(lock, out, lock_path)
         except OSError as exc:
             raise ConfigError(
                 f"cannot write to the output folder (lock file {LOCK_FILE}): {exc.strerror}",
