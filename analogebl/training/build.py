@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from analogebl.data import iterate_batches
 from analogebl.errors import ConfigError
 from analogebl.learning import (
     ConstantSchedule,
@@ -19,6 +18,7 @@ from analogebl.learning import (
 from analogebl.network import Network
 from analogebl.plan import derive_rng
 from analogebl.spec import RunSpec
+from analogebl.training.support import first_batch
 from analogebl.training.trainer import FitOptions
 from analogebl.training.updaters import CrossbarUpdater, IdealUpdater
 
@@ -118,23 +118,7 @@ def build_network(spec: RunSpec, ds, profile=None):
 def diagnostic_batch(ds, spec: RunSpec) -> np.ndarray:
     """The first (up to) 256 training images, normalized: where per-epoch diagnostics
     (spectral norms, Lipschitz estimates) are measured."""
-    n = min(256, len(ds.train_y))
-    xb, _ = next(
-        iter(
-            iterate_batches(
-                ds.train_x[:n],
-                ds.train_y[:n],
-                n,
-                rng=None,
-                mean=ds.mean,
-                std=ds.std,
-                pad_to=spec.data.pad_to,
-                augmentation=None,
-                dtype=np.dtype(spec.dtype),
-            )
-        )
-    )
-    return xb
+    return first_batch(ds, 256, spec.data.pad_to, np.dtype(spec.dtype))[0]
 
 
 def build_optimizer(spec: RunSpec, net):

@@ -68,3 +68,16 @@ def peak_memory(fn):
     if cuda:
         peak = torch.cuda.max_memory_allocated() - base
     return out, peak / 2**20
+
+
+def first_batch(ds, n: int, pad_to, dtype) -> tuple[Any, Any]:
+    """The first (up to) ``n`` training images of ``ds``, normalized and padded as training
+    reads them (no augmentation), and their labels: the fixed batches per-epoch diagnostics
+    and probes are measured on."""
+    from analogebl.data import iterate_batches
+
+    n = min(n, len(ds.train_y))
+    batches = iterate_batches(ds.train_x[:n], ds.train_y[:n], n, rng=None, mean=ds.mean,
+                              std=ds.std, pad_to=pad_to, augmentation=None,
+                              dtype=dtype)  # fmt: skip
+    return next(iter(batches))

@@ -34,6 +34,7 @@ from analogebl.training.checkpoints import check_checkpoint
 from analogebl.training.results import EpochResult, TrainingResult
 from analogebl.training.support import (
     epoch_results,
+    first_batch,
     flatten,
     fmt_seconds,
     peak_memory,
@@ -395,22 +396,7 @@ class Trainer:
         ``opts.probes`` training images, at the weights the epoch ended with."""
         from analogebl.diagnostics.probes import gradient_fidelity
 
-        n = min(opts.probes, len(ds.train_y))
-        x, y = next(
-            iter(
-                iterate_batches(
-                    ds.train_x[:n],
-                    ds.train_y[:n],
-                    n,
-                    rng=None,
-                    mean=ds.mean,
-                    std=ds.std,
-                    pad_to=opts.pad_to,
-                    augmentation=None,
-                    dtype=opts.dtype,
-                )  # fmt: skip
-            )
-        )
+        x, y = first_batch(ds, opts.probes, opts.pad_to, opts.dtype)
         return gradient_fidelity(
             self.net, self.rule, self.updater, x, y, self.free_iterations,
             self.relax_schedule, rng=derive_rng(0, f"probe/epoch{epoch}"),
@@ -430,15 +416,14 @@ def _per_update(row: dict[str, float], metrics: dict[str, list[float]]) -> dict[
     """An epoch's hardware cost per update, from the updater's cumulative counters in
     ``row`` and the previous epoch's in ``metrics`` (0 before the first epoch): pulses,
     pulse energy and all training energy (pulses + relaxation reads + converters) [J]."""
-
     if metrics.get("pulses") and not metrics.get("updates"):
         # an older run resumed: its update counter restarted at the resume
         return dict.fromkeys(_PER_UPDATE, math.nan)
 
+    n = row["updates"] - (metrics.get("updates") or [0.0])[-1]
+
     def per(key: str) -> float:
-        past = metrics.get(key) or [0.0]
-        n = row["updates"] - (metrics.get("updates") or [0.0])[-1]
-        return (row[key] - past[-1]) / n if n > 0 else math.nan
+        return (row[key] - (metrics.get(key) or [0.0])[-1]) / n if n > 0 else math.nan
 
     return dict(
         zip(_PER_UPDATE, (per("pulses"), per("update_energy_J"), per("energy_J")), strict=True)

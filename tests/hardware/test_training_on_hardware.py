@@ -73,24 +73,30 @@ def test_device_profiles_train_and_count_pulses(profile, data_dir, tmp_path):
     assert accuracy > (0.05 if "pessimistic" in profile else 0.5), accuracy
 
 
+def _interrupted_at(n: int):
+    """``Network.train_step`` that raises KeyboardInterrupt at its ``n``-th call (a crash)."""
+    from analogebl.network import Network
+
+    real, calls = Network.train_step, {"n": 0}
+
+    def step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    return step
+
+
 def test_resume_on_hardware_is_bit_identical(data_dir, tmp_path, monkeypatch):
     study = _study("reram_like")
     run_training(study, progress=False, path=tmp_path / "a.h5", checkpoint_seconds=0)
     from analogebl.network import Network
 
-    real = Network.train_step
-    calls = {"n": 0}
-
-    def failing(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 27:  # epoch 2, batch 7
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(Network, "train_step", failing)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
-    monkeypatch.setattr(Network, "train_step", real)
+    with monkeypatch.context() as m:
+        m.setattr(Network, "train_step", _interrupted_at(27))  # epoch 2, batch 7
+        with pytest.raises(KeyboardInterrupt):
+            run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     ra, rb = read_run(tmp_path / "a.h5"), read_run(tmp_path / "b.h5")
     for k in ra.metrics:
@@ -154,15 +160,6 @@ def test_device_checkpoints_of_both_layouts_resume_and_foreign_draws_are_refused
         names = (*DeviceArray._MUTABLE, "drift", *DeviceArray._FIXED)
         return {k: np.array(getattr(self, k)) for k in names}
 
-    real = Network.train_step
-    calls = {"n": 0}
-
-    def failing(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 6:  # epoch 2, batch 2
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
     from analogebl.training.updaters import CrossbarUpdater
 
     real_state = CrossbarUpdater.state_dict
@@ -176,7 +173,7 @@ def test_device_checkpoints_of_both_layouts_resume_and_foreign_draws_are_refused
     with monkeypatch.context() as m:
         m.setattr(DeviceArray, "state_dict", older_layout)
         m.setattr(CrossbarUpdater, "state_dict", older_counters)
-        m.setattr(Network, "train_step", failing)
+        m.setattr(Network, "train_step", _interrupted_at(6))  # epoch 2, batch 2
         with pytest.raises(KeyboardInterrupt):
             run_training(study, progress=False, path=tmp_path / "b.h5", checkpoint_seconds=0)
     assert "hw/plus/W1/d_up" in read_run(tmp_path / "b.h5").checkpoint.arrays
