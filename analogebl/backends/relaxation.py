@@ -55,17 +55,20 @@ class RelaxationMixin:
         needed only when a quantizer draws (:attr:`StateQuantizer.random`)."""
         self._conv_rng = rng
 
+    def _converter_rng(self) -> np.random.Generator:
+        if self._conv_rng is None:
+            raise ValueError(
+                "a converter with noise or stochastic rounding needs an explicit numpy "
+                "Generator (set_converter_rng)"
+            )
+        return self._conv_rng
+
     def quantize(self, s: Array, q, clamp01: bool = False) -> Array:
         """One conversion ``q(s)`` (``clamp01``: of the diode-clamped node ``clip(s, 0, 1)``),
         with the converter's noise and stochastic rounding when it has them."""
         if not q.random:
             return self.op_clip01_quantize(s, q) if clamp01 else self.op_quantize(s, q)
-        rng = self._conv_rng
-        if rng is None:
-            raise ValueError(
-                "a converter with noise or stochastic rounding needs an explicit numpy "
-                "Generator (set_converter_rng)"
-            )
+        rng = self._converter_rng()
         if clamp01:
             s = self.op_clip01(s)
         return self.op_quantize(s + self.asarray(q.dither(tuple(s.shape), rng)), q)

@@ -15,7 +15,7 @@ from analogebl.hardware import load_profile
 from analogebl.hardware.crossbar import Crossbars
 from analogebl.hardware.tiles import conversions_per_example, tile_reads, tile_shape
 from analogebl.plan import build_plan
-from analogebl.plan.effects import StateQuantizer, TileReads
+from analogebl.plan.effects import ReadNoise, StateQuantizer, TileReads
 from tests.conftest import FAST_BACKENDS, backend_pair, max_diff, random_batch
 
 
@@ -87,6 +87,52 @@ def test_fast_backends_equal_reference_with_noisy_tiled_reads(circuit, fast, tmp
         states.append(b.relax(b.zero_state(x), 8))
     for a, b in zip(*states, strict=True):
         assert max_diff(a, fb.to_numpy(b)) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("noise,stochastic,i_max", [
+    (0.0, False, math.inf), (0.02, False, 0.3), (0.0, True, math.inf), (0.02, True, 0.3),
+])  # fmt: skip
+def test_numba_fused_tile_reads_draw_and_round_exactly_as_the_generic_path(
+    dtype, noise, stochastic, i_max
+):
+    """The numba kernel that clips, dithers, rounds and sums the tiles in one pass (drawing
+    from the converter generator itself) gives the generic path's numbers bit for bit, in
+    float32 and float64, and leaves the generator in the same state."""
+    ref, nb = backend_pair("tiny_dense", dtype, seed=2, fast="numba")
+    q = StateQuantizer(64, -1.0, 1.0, noise, stochastic)
+    tiles = {"W1": TileReads((0, 100, 500, 784), (0, 7, 32), q, q, i_max)}
+    x = np.random.default_rng(4).normal(size=(5, 784))
+    post = np.random.default_rng(6).random((5, 32))
+    outs, states = [], []
+    for b in (ref, nb):
+        b.set_tile_reads(tiles)
+        rng = np.random.default_rng(21)
+        b.set_converter_rng(rng)
+        c = b.plan.couplings[0]
+        fwd, _ = b.coupling_forward(c, b.asarray(x))
+        adj = b.coupling_adjoint(c, b.asarray(post), None)
+        outs.append((b.to_numpy(fwd), b.to_numpy(adj)))
+        states.append(rng.bit_generator.state)
+    for a, c in zip(*outs, strict=True):
+        assert a.dtype == c.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, c)
+    assert states[0] == states[1]
+    m = (outs[0][0] - 3 * q.lo) / q.step  # the forward read sums three row tiles' codes
+    np.testing.assert_allclose(m, np.rint(m), atol=1e-3)
+
+
+def test_numba_read_noise_draws_are_numpys():
+    """The numba backend's read-noise draw (in-kernel) equals NumPy's ``std * xi``."""
+    ref, nb = backend_pair("tiny_dense", "float64", seed=2, fast="numba")
+    std = {k: 0.01 + np.abs(v) for k, v in ref.plan.parameters.items()}
+    draws = []
+    for b in (ref, nb):
+        b.set_read_noise(ReadNoise(std), np.random.default_rng(8))
+        b.redraw_read_noise()
+        draws.append({k: b.to_numpy(v) for k, v in b.read_noise_draw().items()})
+    for k in std:
+        np.testing.assert_array_equal(draws[0][k], draws[1][k])
 
 
 def test_profile_tiles_map_dense_blocks_and_whole_conv_kernels(tmp_path):

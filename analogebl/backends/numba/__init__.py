@@ -26,6 +26,8 @@ from analogebl.plan import CouplingPlan
 
 __all__ = ["NumbaBackend"]
 
+_NO_RNG = np.random.default_rng(0)  # the generator argument of a kernel that draws nothing
+
 
 class NumbaBackend(ReferenceBackend):
     """Numba/BLAS CPU backend (``device`` must be ``None`` or ``"cpu"``).
@@ -200,6 +202,39 @@ class NumbaBackend(ReferenceBackend):
 
     def op_unpool_avg(self, p):
         return self._raw_to_nchw(self._unpool_to_raw(p, None, "avg"))
+
+    # ------------------------------------------------------------------ hardware reads
+    def _tile_sum(self, blocks, read, q, i_max: float):
+        """The engine's ``sum_t a_t(read(block_t))`` with each tile's limit, converter noise,
+        rounding and the digital add in one serial kernel that draws from the converter
+        generator itself (the same numbers, in the same order, as the generic path)."""
+        if q is None:
+            return super()._tile_sum(blocks, read, q, i_max)
+        rng = self._converter_rng() if q.random else None
+        out = dith = None
+        for i, blk in enumerate(blocks):
+            part = np.ascontiguousarray(read(blk))
+            if out is None:
+                out = np.empty_like(part)
+                dith = self._buffer("dither", (part.size,), np.float64)
+            K.adc_accumulate(
+                part.reshape(-1), out.reshape(-1), i == 0,
+                float(i_max), _NO_RNG if rng is None else rng,
+                float(q.noise_std), bool(q.stochastic), float(q.lo), float(q.hi),
+                float(q.step), dith,
+            )  # fmt: skip
+        return out
+
+    def redraw_read_noise(self) -> None:
+        if self._noise is None:
+            return
+        draw = {}
+        for k, std in self._noise.std.items():
+            std = np.ascontiguousarray(std, dtype=np.float64)
+            n = np.empty(std.shape)
+            K.scaled_normal(std.reshape(-1), self._noise_rng, n.reshape(-1))
+            draw[k] = self.asarray(n)
+        self._noise_now = draw
 
     # ------------------------------------------------------------------ fused couplings
     # (a tiled coupling is read tile by tile through the generic path)

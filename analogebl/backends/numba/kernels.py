@@ -246,6 +246,50 @@ def clip_quantize(h, out, c_lo, c_hi, q_lo, q_hi, step):
         out[i] = q_lo + np.rint((v - q_lo) / step) * step
 
 
+@nb.njit(**_opts)
+def adc_accumulate(part, out, first, i_max, rng, noise, stochastic, q_lo, q_hi, step, dith):
+    """One tile output through its converter, added to the digital sum (flat arrays)::
+
+        out (+)= q(clip(part, -i_max, i_max) + d),   d = noise xi + (u - 1/2) step
+
+    with ``q`` the quantizer of :class:`analogebl.plan.effects.StateQuantizer` (range
+    ``[q_lo, q_hi]``, ``step``), ``xi ~ N(0, 1)`` and ``u ~ U[0, 1)`` drawn from ``rng`` in
+    the order of :meth:`StateQuantizer.dither` (every normal, then every uniform; float64),
+    ``d`` rounded to the array's dtype before the add. ``first``: ``out`` is overwritten.
+    ``dith`` is float64 scratch of ``part``'s size. Serial: the draws come in order, and
+    one pass costs less than the hand-off of a parallel region at these sizes. The same
+    operations in the same order as the reference's ``quantize(clip(x) + asarray(d))``.
+    """
+    n = part.size
+    t = part.dtype.type
+    if noise > 0.0:
+        for i in range(n):
+            dith[i] = 0.0 + noise * rng.standard_normal()
+    else:
+        dith[:] = 0.0
+    if stochastic:
+        for i in range(n):
+            dith[i] += (rng.random() - 0.5) * step
+    hi = t(i_max)
+    lo = -hi
+    ql, qh, st = t(q_lo), t(q_hi), t(step)
+    for i in range(n):
+        v = part[i]
+        v = lo if v < lo else (hi if v > hi else v)
+        v = v + t(dith[i])
+        v = ql if v < ql else (qh if v > qh else v)
+        v = ql + np.rint((v - ql) / st) * st
+        out[i] = v if first else out[i] + v
+
+
+@nb.njit(**_opts)
+def scaled_normal(std, rng, out):
+    """``out = std * xi``, ``xi ~ N(0, 1)`` from ``rng`` in C order (float64, the same
+    numbers as NumPy's ``std * rng.standard_normal(std.shape)``; flat arrays)."""
+    for i in range(std.size):
+        out[i] = std[i] * rng.standard_normal()
+
+
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) every kernel for float32 and float64."""
     for dt in (np.float32, np.float64):
@@ -263,3 +307,9 @@ def warm_up() -> None:
         clip01(s.ravel(), np.zeros(4, dt))
         one = dt(1.0)
         clip_quantize(s.ravel(), np.zeros(4, dt), dt(0.0), one, dt(0.0), one, one)
+        adc_accumulate(s.ravel(), np.zeros(4, dt), True, np.inf, _WARM_RNG, 0.0, False,
+                       0.0, 1.0, 1.0, np.zeros(4))  # fmt: skip
+    scaled_normal(np.zeros(1), _WARM_RNG, np.zeros(1))
+
+
+_WARM_RNG = np.random.default_rng(0)
