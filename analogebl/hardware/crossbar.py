@@ -489,7 +489,7 @@ class Crossbars:
             return self._conv_power_W(a, b, pre * v, post * v, coupling.padding)
         vi, vj = pre.reshape(len(pre), -1) * v, post.reshape(len(post), -1) * v
         vi2, vj2 = (vi**2).mean(0), (vj**2).mean(0)
-        cross = np.einsum("ni,ij,nj->", vi, a - b, vj) / len(vi)
+        cross = float(np.sum((vi @ (a - b)) * vj)) / len(vi)  # a GEMM, not einsum's triple loop
         return float(vi2 @ (a + b).sum(1) + (a + b).sum(0) @ vj2 - 2 * cross)
 
     @staticmethod

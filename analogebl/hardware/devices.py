@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analogebl.hardware import kernels as _kernels
+
 __all__ = ["DeviceArray", "DeviceParams", "exp_saturating_k_gamma"]
 
 
@@ -197,7 +199,12 @@ class DeviceArray:
         return self.d_down * np.maximum(0.0, 1.0 - A_down * np.exp(-g_down * z))
 
     def pulse(
-        self, n: np.ndarray, up: bool, rng: np.random.Generator, per_pulse: bool = False
+        self,
+        n: np.ndarray,
+        up: bool,
+        rng: np.random.Generator,
+        per_pulse: bool = False,
+        fast: bool = True,
     ) -> None:
         """Apply ``n`` (integer array) pulses in one direction to every device.
 
@@ -205,6 +212,9 @@ class DeviceArray:
         cycle-to-cycle noise (multiplicative: ``std = sigma sqrt(n) * last mean step``;
         additive: ``std = sigma Delta sqrt((1 - q^2n)/(1 - q^2))``), then clip once;
         ``per_pulse=True`` (and ``exp_step``) loops pulse by pulse, clipping after each.
+        ``fast``: the affine formula as one numba pass
+        (:func:`analogebl.hardware.kernels.pulse_affine`, the same numbers and draws);
+        ``False``: the NumPy expressions below.
         """
         n = np.asarray(n)
         hit = (n > 0) & ~self.stuck
@@ -227,6 +237,18 @@ class DeviceArray:
                     dn = step + p.c2c_std * p.step_S * rng.standard_normal(G.shape)
                 G = np.where(act, np.clip(G + s * dn, self.g_lo, self.g_hi), G)
             self.G = G
+        elif fast:
+            q, b = self._affine(up)
+            out = np.empty(self.G.shape)
+            _kernels.pulse_affine(
+                *(np.ascontiguousarray(np.broadcast_to(a, self.G.shape)).reshape(-1)
+                  for a in (self.G, n, hit, q, b)),
+                float(p.c2c_std), p.c2c_mode == "multiplicative", float(p.step_S),
+                *(np.ascontiguousarray(np.broadcast_to(a, self.G.shape), dtype=np.float64)
+                  .reshape(-1) for a in (self.g_lo, self.g_hi)),
+                rng, out.reshape(-1),
+            )  # fmt: skip
+            self.G = out
         else:
             q, b = self._affine(up)
             G0, nf = self.G, n.astype(float)

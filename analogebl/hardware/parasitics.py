@@ -152,6 +152,8 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 
+from analogebl.hardware import kernels as _kernels
+
 __all__ = [
     "LineResistance",
     "NodalSolution",
@@ -822,7 +824,7 @@ def _column_ladders(q: np.ndarray, r_w: float, g_ct: float) -> tuple[np.ndarray,
     return t, U
 
 
-def decoupled_conductance(G_S, lines: LineResistance) -> np.ndarray:
+def decoupled_conductance(G_S, lines: LineResistance, fast: bool = True) -> np.ndarray:
     """``G_dec``: the tile's effective conductance with every cell seeing only its own row and
     column line, the other cells acting as shunts (module docstring, "Decoupled lines").
 
@@ -840,6 +842,9 @@ def decoupled_conductance(G_S, lines: LineResistance) -> np.ndarray:
         zeros right of its last column change nothing (dangling wire), so smaller tiles can
         be stacked with larger ones padded that way.
     lines : LineResistance
+    fast : bool
+        Run the line recursions as numba kernels (:mod:`analogebl.hardware.kernels`);
+        ``False``: the NumPy reference recursions of this module (the same equations).
 
     Returns
     -------
@@ -874,13 +879,18 @@ def decoupled_conductance(G_S, lines: LineResistance) -> np.ndarray:
     def from_cols(x):
         return x.reshape(R, T, C).transpose(1, 0, 2)
 
+    pair, rows, cols = (
+        (_kernels.ladder_pair, _kernels.row_ladders, _kernels.column_ladders)
+        if fast
+        else (_ladder_pair, _row_ladders, _column_ladders)
+    )
     with np.errstate(divide="ignore"):
         gr, gc = rows_of(g3), cols_of(g3)
-        YL, YR = _ladder_pair(gr, r_w, g_rt, 0.0)  # the columns held at 0 V: only Yr
+        YL, YR = pair(gr, r_w, g_rt, 0.0)  # the columns held at 0 V: only Yr
         Yr = cols_of(from_rows(YL + YR))
-        t, Yc = _column_ladders(gc / (1.0 + gc / Yr), r_w, g_ct)
+        t, Yc = cols(gc / (1.0 + gc / Yr), r_w, g_ct)
         Yc = rows_of(from_cols(Yc))
-        E, Yr = _row_ladders(gr / (1.0 + gr / Yc), r_w, g_rt)
+        E, Yr = rows(gr / (1.0 + gr / Yc), r_w, g_rt)
         out = gr * E / (1.0 + gr / Yr + gr / Yc)
         out = from_rows(out) * from_cols(t)
     return np.ascontiguousarray(out).reshape(G.shape)

@@ -210,3 +210,27 @@ def test_checkpoint_keeps_the_mutable_state_and_refuses_other_fixed_draws():
     legacy = {k: np.array(getattr(a, k)) for k in (*DeviceArray._MUTABLE, *DeviceArray._FIXED)}
     other.load_state_dict(legacy)  # an older checkpoint carries the draws themselves
     np.testing.assert_array_equal(other.visible, a.visible)
+
+
+@pytest.mark.parametrize("model", ["constant_step", "linear_step", "soft_bounds", "exp_saturating"])
+@pytest.mark.parametrize("mode", ["additive", "multiplicative"])
+@pytest.mark.parametrize("up", [True, False])
+def test_numba_pulse_kernel_equals_the_numpy_formula(model, mode, up):
+    """The one-pass numba pulse update gives the NumPy closed form's conductances to
+    rounding (libm's ``pow`` against NumPy's; device-to-device spread, stuck devices, some
+    devices not pulsed, one draw per device) and leaves the generator in the same state."""
+    p = _params(
+        model, c2c_std=0.3, c2c_mode=mode, dtod_step_std=0.2, dtod_bounds_std=0.1, stuck_prob=0.01
+    )
+    rng = np.random.default_rng(1)
+    n = rng.integers(0, 30, N) * (rng.random(N) < 0.7)
+    out, states = [], []
+    for fast in (False, True):
+        d = _fresh(p, seed=2, level=0.4)
+        g = np.random.default_rng(5)
+        d.pulse(n, up, g, fast=fast)
+        out.append(d.G)
+        states.append(g.bit_generator.state)
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-13, atol=0)
+    assert states[0] == states[1]
+    assert np.mean(out[1] != _fresh(p, seed=2, level=0.4).G) > 0.5  # it did pulse

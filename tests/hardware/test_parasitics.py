@@ -445,3 +445,26 @@ def test_decoupled_model_stacks_and_pads():
         decoupled_conductance(-G, lines)
     with pytest.raises(ValueError, match="G_S"):
         decoupled_conductance(np.ones(3), lines)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        LineResistance(2.1),
+        LineResistance(2.1, 5.0, 3.0, 100.0),
+        LineResistance(10.0, 0.0, 7.0),
+        LineResistance(0.35, 1.0, 0.0),
+    ],
+)
+def test_numba_line_recursions_equal_the_numpy_recursions(lines):
+    """The compiled ladders of :func:`decoupled_conductance` give the NumPy recursions'
+    numbers (same operations in the same order), for stacks of tiles with zero-padded rows
+    and columns, terminals of 0 ohm (held nodes, 1/0 = inf) and access devices."""
+    rng = np.random.default_rng(7)
+    G = rng.uniform(1e-6, 1e-5, size=(5, 33, 17))
+    G[1, :4] = 0.0  # padding above a smaller tile's first row
+    G[2, :, -3:] = 0.0  # and right of its last column
+    fast = decoupled_conductance(G, lines)
+    slow = decoupled_conductance(G, lines, fast=False)
+    np.testing.assert_allclose(fast, slow, rtol=1e-14, atol=0)
+    assert np.all(fast[1, :4] == 0) and np.all(fast <= G)
