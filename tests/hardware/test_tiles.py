@@ -122,6 +122,37 @@ def test_numba_fused_tile_reads_draw_and_round_exactly_as_the_generic_path(
     np.testing.assert_allclose(m, np.rint(m), atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numba_tiled_conv_reads_draw_in_the_public_layouts_order(dtype):
+    """A tiled conv read on numba (one im2col, a GEMM and a converter kernel per tile in the
+    raw layout) draws the converter's numbers in the order of the reference's NCHW tile
+    outputs: the same values and the same generator state, forward (max-pooled, argmax
+    held) and adjoint."""
+    ref, nb = backend_pair("tiny_conv", dtype, seed=3, fast="numba")
+    q = StateQuantizer(64, -2.0, 2.0, 0.05, True)
+    c = ref.plan.couplings[1]  # 4 -> 8 channels: row tiles of whole input channels
+    tiles = {c.name: TileReads((0, 1, 3, 4), (0, 5, 8), q, q, 0.8)}
+    rng0 = np.random.default_rng(2)
+    pre = rng0.random((3, *ref.plan.layer_shapes[c.pre]))
+    post = rng0.random((3, *ref.plan.layer_shapes[c.post]))
+    outs, states = [], []
+    for b in (ref, nb):
+        b.set_tile_reads(tiles)
+        rng = np.random.default_rng(21)
+        b.set_converter_rng(rng)
+        p = b.asarray(pre)
+        fwd, idx = b.coupling_forward(c, p)
+        at = b.coupling_forward_at(c, p, idx)
+        adj = b.coupling_adjoint(c, b.asarray(post), idx)
+        outs.append([b.to_numpy(a) for a in (fwd, at, adj)] + [np.asarray(b.to_numpy(idx), float)])
+        states.append(rng.bit_generator.state)
+    assert states[0] == states[1]
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for a, b in zip(*outs, strict=True):
+        # a float32 GEMM may differ by an ulp, which can flip a code (or an argmax tie)
+        assert np.mean(np.abs(a - b) > tol) < 0.01 and np.max(np.abs(a - b)) <= 3 * q.step
+
+
 def test_numba_read_noise_draws_are_numpys():
     """The numba backend's read-noise draw (in-kernel) equals NumPy's ``std * xi``."""
     ref, nb = backend_pair("tiny_dense", "float64", seed=2, fast="numba")

@@ -206,23 +206,52 @@ class NumbaBackend(ReferenceBackend):
     # ------------------------------------------------------------------ hardware reads
     def _tile_sum(self, blocks, read, q, i_max: float):
         """The engine's ``sum_t a_t(read(block_t))`` with each tile's limit, converter noise,
-        rounding and the digital add in one serial kernel that draws from the converter
-        generator itself (the same numbers, in the same order, as the generic path)."""
+        rounding and the digital add in one kernel that draws from the converter generator
+        itself (the same numbers, in the same order, as the generic path)."""
         if q is None:
             return super()._tile_sum(blocks, read, q, i_max)
-        rng = self._converter_rng() if q.random else None
-        out = dith = None
+        out = None
         for i, blk in enumerate(blocks):
             part = np.ascontiguousarray(read(blk))
             if out is None:
                 out = np.empty_like(part)
-                dith = self._buffer("dither", (part.size,), np.float64)
-            K.adc_accumulate(
-                part.reshape(-1), out.reshape(-1), i == 0,
-                float(i_max), _NO_RNG if rng is None else rng,
-                float(q.noise_std), bool(q.stochastic), float(q.lo), float(q.hi),
-                float(q.step), dith,
-            )  # fmt: skip
+            self._adc(K.adc_accumulate, part.reshape(-1), out.reshape(-1), i == 0, q, i_max)
+        return out
+
+    def _adc(self, kernel, part, out, first: bool, q, i_max: float) -> None:
+        """Run an ``adc_accumulate`` kernel on one tile output."""
+        rng = self._converter_rng() if q.random else _NO_RNG
+        dith = self._buffer("dither", (part.size,), np.float64)
+        self._par(part)
+        kernel(
+            part, out, first, float(i_max), rng, float(q.noise_std), bool(q.stochastic),
+            float(q.lo), float(q.hi), float(q.step), dith,
+        )  # fmt: skip
+
+    def _conv_tiles(self, c: CouplingPlan):
+        """The coupling's :class:`TileReads` when it is a conv read through converters."""
+        t = None if self._tiles is None else self._tiles.get(c.name)
+        return t if (t is not None and c.kind == "conv" and t.forward is not None) else None
+
+    def _conv_read_raw(self, c: CouplingPlan, pre, w):
+        """Raw-layout ``conv(W, pre)`` as the crossbar delivers it: one im2col for all the
+        tiles (a row tile is a contiguous block of whole input channels' rows), a GEMM and a
+        converter kernel per tile summing into the raw output."""
+        t = self._conv_tiles(c)
+        if t is None:
+            if self._tiled(c):
+                return self._to_raw(self._conv_read(c, pre, w))
+            return self._conv_raw(pre, w, c.padding)
+        o, _, k, _ = w.shape
+        cols, ho, wo = self._cols(pre, c.padding, k)
+        n = pre.shape[0]
+        out = np.empty((o, n, ho, wo), dtype=cols.dtype)
+        z = self._buffer("ztile", (o, cols.shape[1]), cols.dtype)
+        for i, r in enumerate(t.row_blocks):
+            wr = np.ascontiguousarray(w[:, r]).reshape(o, -1)
+            self._dot(wr, cols[r.start * k * k : r.stop * k * k], out=z)
+            zr = z.reshape(o, n, ho, wo)
+            self._adc(K.adc_accumulate_raw, zr, out, i == 0, t.forward, t.i_max)
         return out
 
     def redraw_read_noise(self) -> None:
@@ -237,30 +266,34 @@ class NumbaBackend(ReferenceBackend):
         self._noise_now = draw
 
     # ------------------------------------------------------------------ fused couplings
-    # (a tiled coupling is read tile by tile through the generic path)
+    # (a tiled dense coupling, or a tiled conv without converters, is read tile by tile
+    # through the generic path)
     def _tiled(self, c: CouplingPlan) -> bool:
         return self._tiles is not None and c.name in self._tiles
+
+    def _generic(self, c: CouplingPlan) -> bool:
+        return c.kind == "dense" or (self._tiled(c) and self._conv_tiles(c) is None)
 
     def pool_index(self, c: CouplingPlan, pre):
         if c.pool != "max":
             return None
-        if self._tiled(c):
+        if self._generic(c):
             return super().pool_index(c, pre)
-        return self._pool_raw(self._conv_raw(pre, self.weight(c.name), c.padding), "max")[1]
+        return self._pool_raw(self._conv_read_raw(c, pre, self.weight(c.name)), "max")[1]
 
     def coupling_forward(self, c: CouplingPlan, pre):
-        if c.kind == "dense" or self._tiled(c):
+        if self._generic(c):
             return super().coupling_forward(c, pre)
-        z = self._conv_raw(pre, self.weight(c.name), c.padding)
+        z = self._conv_read_raw(c, pre, self.weight(c.name))
         if c.pool == "none":
             return self._raw_to_nchw(z), None
         return self._pool_raw(z, c.pool)
 
     def coupling_forward_at(self, c: CouplingPlan, pre, idx):
-        if self._tiled(c):
+        if self._generic(c):
             return super().coupling_forward_at(c, pre, idx)
-        if c.kind == "conv" and c.pool == "max":
-            z = self._conv_raw(pre, self.weight(c.name), c.padding)
+        if c.pool == "max":
+            z = self._conv_read_raw(c, pre, self.weight(c.name))
             out = np.empty(idx.shape, dtype=z.dtype)
             self._par(z)
             K.pool_at_raw(z, idx, out)
@@ -273,11 +306,20 @@ class NumbaBackend(ReferenceBackend):
         return self._to_raw(post)
 
     def coupling_adjoint(self, c: CouplingPlan, post, idx):
-        if c.kind == "dense" or self._tiled(c):
+        if self._generic(c):
             return super().coupling_adjoint(c, post, idx)
         w = self.weight(c.name)
-        return self._conv_t_raw(
-            self._post_raw(c, post, idx), w, c.padding, tuple(self.plan.layer_shapes[c.pre][1:])
+        in_hw = tuple(self.plan.layer_shapes[c.pre][1:])
+        u = self._post_raw(c, post, idx)
+        t = self._conv_tiles(c)
+        if t is None:
+            return self._conv_t_raw(u, w, c.padding, in_hw)
+        # one column tile is a block of output channels: a contiguous slab of the raw layout
+        return self._tile_sum(
+            t.col_blocks,
+            lambda j: self._conv_t_raw(u[j], np.ascontiguousarray(w[j]), c.padding, in_hw),
+            t.adjoint,
+            t.i_max,
         )
 
     def coupling_correlation(self, c: CouplingPlan, pre, post, idx):

@@ -247,6 +247,29 @@ def clip_quantize(h, out, c_lo, c_hi, q_lo, q_hi, step):
 
 
 @nb.njit(**_opts)
+def _dither(dith, rng, noise, stochastic, step):
+    """``dith = 0 + noise xi (+ (u - 1/2) step)`` in the order of
+    :meth:`analogebl.plan.effects.StateQuantizer.dither`: every normal, then every uniform
+    (float64, serial: the draws come in order)."""
+    if noise > 0.0:
+        for i in range(dith.size):
+            dith[i] = 0.0 + noise * rng.standard_normal()
+    else:
+        dith[:] = 0.0
+    if stochastic:
+        for i in range(dith.size):
+            dith[i] += (rng.random() - 0.5) * step
+
+
+@nb.njit(inline="always")
+def _adc(v, d, lo, hi, ql, qh, st):
+    v = lo if v < lo else (hi if v > hi else v)
+    v = v + d
+    v = ql if v < ql else (qh if v > qh else v)
+    return ql + np.rint((v - ql) / st) * st
+
+
+@nb.njit(parallel=True, **_opts)
 def adc_accumulate(part, out, first, i_max, rng, noise, stochastic, q_lo, q_hi, step, dith):
     """One tile output through its converter, added to the digital sum (flat arrays)::
 
@@ -254,32 +277,39 @@ def adc_accumulate(part, out, first, i_max, rng, noise, stochastic, q_lo, q_hi, 
 
     with ``q`` the quantizer of :class:`analogebl.plan.effects.StateQuantizer` (range
     ``[q_lo, q_hi]``, ``step``), ``xi ~ N(0, 1)`` and ``u ~ U[0, 1)`` drawn from ``rng`` in
-    the order of :meth:`StateQuantizer.dither` (every normal, then every uniform; float64),
-    ``d`` rounded to the array's dtype before the add. ``first``: ``out`` is overwritten.
-    ``dith`` is float64 scratch of ``part``'s size. Serial: the draws come in order, and
-    one pass costs less than the hand-off of a parallel region at these sizes. The same
-    operations in the same order as the reference's ``quantize(clip(x) + asarray(d))``.
+    the order of :meth:`StateQuantizer.dither` (:func:`_dither`, float64), ``d`` rounded to
+    the array's dtype before the add. ``first``: ``out`` is overwritten. ``dith`` is
+    float64 scratch of ``part``'s size. The same operations in the same order as the
+    reference's ``quantize(clip(x) + asarray(d))``.
     """
-    n = part.size
+    _dither(dith, rng, noise, stochastic, step)
     t = part.dtype.type
-    if noise > 0.0:
-        for i in range(n):
-            dith[i] = 0.0 + noise * rng.standard_normal()
-    else:
-        dith[:] = 0.0
-    if stochastic:
-        for i in range(n):
-            dith[i] += (rng.random() - 0.5) * step
     hi = t(i_max)
     lo = -hi
     ql, qh, st = t(q_lo), t(q_hi), t(step)
-    for i in range(n):
-        v = part[i]
-        v = lo if v < lo else (hi if v > hi else v)
-        v = v + t(dith[i])
-        v = ql if v < ql else (qh if v > qh else v)
-        v = ql + np.rint((v - ql) / st) * st
+    for i in nb.prange(part.size):
+        v = _adc(part[i], t(dith[i]), lo, hi, ql, qh, st)
         out[i] = v if first else out[i] + v
+
+
+@nb.njit(parallel=True, **_opts)
+def adc_accumulate_raw(part, out, first, i_max, rng, noise, stochastic, q_lo, q_hi, step, dith):
+    """:func:`adc_accumulate` of a conv tile's output in the raw GEMM layout ``(O, N, H, W)``
+    (``part``, ``out``), with the dither drawn in the NCHW order of the public layout, so
+    the numbers are those of converting the NCHW array."""
+    _dither(dith, rng, noise, stochastic, step)
+    t = part.dtype.type
+    hi = t(i_max)
+    lo = -hi
+    ql, qh, st = t(q_lo), t(q_hi), t(step)
+    o_, n_, h_, w_ = part.shape
+    for o in nb.prange(o_):
+        for n in range(n_):
+            base = (n * o_ + o) * h_
+            for i in range(h_):
+                for j in range(w_):
+                    v = _adc(part[o, n, i, j], t(dith[(base + i) * w_ + j]), lo, hi, ql, qh, st)
+                    out[o, n, i, j] = v if first else out[o, n, i, j] + v
 
 
 @nb.njit(**_opts)
@@ -309,6 +339,8 @@ def warm_up() -> None:
         clip_quantize(s.ravel(), np.zeros(4, dt), dt(0.0), one, dt(0.0), one, one)
         adc_accumulate(s.ravel(), np.zeros(4, dt), True, np.inf, _WARM_RNG, 0.0, False,
                        0.0, 1.0, 1.0, np.zeros(4))  # fmt: skip
+        adc_accumulate_raw(s, np.zeros_like(s), True, np.inf, _WARM_RNG, 0.0, False,
+                           0.0, 1.0, 1.0, np.zeros(4))  # fmt: skip
     scaled_normal(np.zeros(1), _WARM_RNG, np.zeros(1))
 
 
