@@ -21,24 +21,51 @@ __all__ = ["column_ladders", "ladder_pair", "pulse_affine", "row_ladders"]
 _opts = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 
 
-@nb.njit(**_opts)
+_CHUNK = 256  # lines per parallel task (each line's recursion is sequential)
+
+
+@nb.njit(parallel=True, **_opts)
 def ladder_pair(s, r_w, y_end, u_end):
     """``Y`` (2, L, N) of :func:`analogebl.hardware.parasitics._ladder_pair`:
     ``Y[0, 0] = y_end``, ``Y[0, k+1] = 1 / (r_w + 1 / (Y[0, k] + s_k))`` and, from the other
-    end, ``Y[1, L-1] = u_end``, ``Y[1, k-1] = 1 / (r_w + 1 / (Y[1, k] + s_k))``."""
+    end, ``Y[1, L-1] = u_end``, ``Y[1, k-1] = 1 / (r_w + 1 / (Y[1, k] + s_k))``. Parallel
+    over blocks of lines; each value is computed by one thread, so the result does not
+    depend on the thread count."""
     L, N = s.shape
     both = np.empty((2, L, N))
-    y0 = np.full(N, y_end)
-    y1 = np.full(N, u_end)
-    for k in range(L):
-        m = L - 1 - k
-        both[0, k] = y0
-        both[1, m] = y1
-        if k + 1 < L:
-            for n in range(N):
-                y0[n] = 1.0 / (1.0 / (y0[n] + s[k, n]) + r_w)
-                y1[n] = 1.0 / (1.0 / (y1[n] + s[m, n]) + r_w)
+    for c in nb.prange((N + _CHUNK - 1) // _CHUNK):
+        a = c * _CHUNK
+        b = min(N, a + _CHUNK)
+        y0 = np.full(b - a, y_end)
+        y1 = np.full(b - a, u_end)
+        for k in range(L):
+            m = L - 1 - k
+            both[0, k, a:b] = y0
+            both[1, m, a:b] = y1
+            if k + 1 < L:
+                for n in range(a, b):
+                    y0[n - a] = 1.0 / (1.0 / (y0[n - a] + s[k, n]) + r_w)
+                    y1[n - a] = 1.0 / (1.0 / (y1[n - a] + s[m, n]) + r_w)
     return both
+
+
+@nb.njit(parallel=True, **_opts)
+def _running_fraction(s, Y, Z, forward):
+    """``F[j] = run_j / (1 + Z_j / Y_j)`` with ``run`` the running product of
+    ``1 / (s_m / Y_m + 1)`` over the positions before ``j`` (``forward``: from position 0;
+    else from ``L - 1``)."""
+    L, N = s.shape
+    F = np.empty((L, N))
+    for c in nb.prange((N + _CHUNK - 1) // _CHUNK):
+        a = c * _CHUNK
+        b = min(N, a + _CHUNK)
+        run = np.ones(b - a)
+        for step in range(L):
+            j = step if forward else L - 1 - step
+            for n in range(a, b):
+                F[j, n] = run[n - a] / (1.0 + Z[j, n] / Y[j, n])
+                run[n - a] = run[n - a] * (1.0 / (s[j, n] / Y[j, n] + 1.0))
+    return F
 
 
 @nb.njit(**_opts)
@@ -48,14 +75,7 @@ def row_ladders(s, r_w, g_rt):
     ``Yr = YL + YR``."""
     both = ladder_pair(s, r_w, g_rt, 0.0)
     YL, YR = both[0], both[1]
-    L, N = s.shape
-    E = np.empty((L, N))
-    run = np.ones(N)
-    for j in range(L):
-        for n in range(N):
-            E[j, n] = run[n] / (1.0 + YR[j, n] / YL[j, n])
-            run[n] = run[n] * (1.0 / (s[j, n] / YL[j, n] + 1.0))
-    return E, YL + YR
+    return _running_fraction(s, YL, YR, True), YL + YR
 
 
 @nb.njit(**_opts)
@@ -65,14 +85,7 @@ def column_ladders(q, r_w, g_ct):
     ``Yc = U + D``."""
     both = ladder_pair(q, r_w, 0.0, g_ct)
     U, D = both[0], both[1]
-    L, N = q.shape
-    t = np.empty((L, N))
-    run = np.ones(N)
-    for i in range(L - 1, -1, -1):
-        for n in range(N):
-            t[i, n] = run[n] / (1.0 + U[i, n] / D[i, n])
-            run[n] = run[n] * (1.0 / (q[i, n] / D[i, n] + 1.0))
-    return t, U + D
+    return _running_fraction(q, D, U, False), U + D
 
 
 @nb.njit(**_opts)
