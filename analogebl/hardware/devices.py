@@ -190,6 +190,13 @@ class DeviceArray:
         e = self.d_down * self.gamma_down / rng_
         return 1.0 - e, -self.d_down * (1.0 - self.gamma_down) + e * self.g_lo
 
+    def _affine_cached(self, up: bool) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_affine`, computed once per direction (it reads only the fixed draws)."""
+        cache = self.__dict__.setdefault("_affine_memo", {})
+        if up not in cache:
+            cache[up] = self._affine(up)
+        return cache[up]
+
     def _exp_step(self, up: bool, G: np.ndarray) -> np.ndarray:
         a, b, g_up, g_down, A_up, A_down = self.p.exp
         u = (G - self.g_lo) / np.maximum(self.g_hi - self.g_lo, 1e-300)
@@ -238,17 +245,25 @@ class DeviceArray:
                 G = np.where(act, np.clip(G + s * dn, self.g_lo, self.g_hi), G)
             self.G = G
         elif fast:
-            q, b = self._affine(up)
-            out = np.empty(self.G.shape)
+            q, b = self._affine_cached(up)
+            shape = self.G.shape
+
+            def flat(a, dtype=None):
+                return np.ascontiguousarray(np.broadcast_to(a, shape), dtype=dtype).reshape(-1)
+
+            G, noise, age, drift = (np.empty(shape) for _ in range(4))
             _kernels.pulse_affine(
-                *(np.ascontiguousarray(np.broadcast_to(a, self.G.shape)).reshape(-1)
-                  for a in (self.G, n, hit, q, b)),
+                flat(self.G), flat(n), flat(hit), flat(q), flat(b),
                 float(p.c2c_std), p.c2c_mode == "multiplicative", float(p.step_S),
-                *(np.ascontiguousarray(np.broadcast_to(a, self.G.shape), dtype=np.float64)
-                  .reshape(-1) for a in (self.g_lo, self.g_hi)),
-                rng, out.reshape(-1),
+                flat(self.g_lo, np.float64), flat(self.g_hi, np.float64), rng, G.reshape(-1),
+                float(p.write_noise_std * p.step_S), flat(self.noise), noise.reshape(-1),
+                flat(self.age_sec), age.reshape(-1), flat(self.drift), drift.reshape(-1),
             )  # fmt: skip
-            self.G = out
+            self.G, self.noise, self.age_sec, self.drift = G, noise, age, drift
+            if p.drift_model == "pcm_nandakumar2019":
+                self._draw_nu(hit)
+            self._fix_stuck()
+            return
         else:
             q, b = self._affine(up)
             G0, nf = self.G, n.astype(float)
@@ -383,6 +398,7 @@ class DeviceArray:
         if all(k in d for k in self._FIXED):
             for k in self._FIXED:
                 setattr(self, k, np.array(d[k]))
+            self.__dict__.pop("_affine_memo", None)  # computed from the fixed draws
         elif "fixed_sha256" in d:
             if not np.array_equal(np.asarray(d["fixed_sha256"]), self.fixed_fingerprint()):
                 raise ValueError(

@@ -89,7 +89,10 @@ def column_ladders(q, r_w, g_ct):
 
 
 @nb.njit(**_opts)
-def pulse_affine(G, n, hit, q, b, c2c_std, multiplicative, step_S, g_lo, g_hi, rng, out):
+def pulse_affine(
+    G, n, hit, q, b, c2c_std, multiplicative, step_S, g_lo, g_hi, rng, out,
+    write_std_S, noise, noise_out, age, age_out, drift, drift_out,
+):  # fmt: skip
     """``n`` pulses of the affine device model in closed form (flat arrays; ``q``, ``b``,
     ``g_lo``, ``g_hi`` per device), as :meth:`analogebl.hardware.devices.DeviceArray.pulse`::
 
@@ -98,7 +101,10 @@ def pulse_affine(G, n, hit, q, b, c2c_std, multiplicative, step_S, g_lo, g_hi, r
              = c2c step_S sqrt((1 - q^2n) / (1 - q^2))   (n when |1 - q^2| < 1e-12; additive)
         out  = clip(mean + std xi, g_lo, g_hi) where hit, else G
 
-    with one ``xi ~ N(0, 1)`` per device (hit or not, in C order) when ``c2c_std > 0``.
+    with one ``xi ~ N(0, 1)`` per device (hit or not, in C order) when ``c2c_std > 0``; then,
+    when ``write_std_S > 0``, a second pass of draws for the write noise,
+    ``noise_out = write_std_S xi'`` where hit (else ``noise``); a pulsed device restarts its
+    drift clock (``age_out = 0``, ``drift_out = 1`` where hit).
     """
     draw = c2c_std > 0.0
     for i in range(G.size):
@@ -123,3 +129,9 @@ def pulse_affine(G, n, hit, q, b, c2c_std, multiplicative, step_S, g_lo, g_hi, r
             mean = mean + std * xi
         lo, hi = g_lo[i], g_hi[i]
         out[i] = lo if mean < lo else (hi if mean > hi else mean)
+    for i in range(G.size):
+        fresh = write_std_S * rng.standard_normal() if write_std_S > 0.0 else 0.0
+        h = hit[i]
+        noise_out[i] = fresh if (h and write_std_S > 0.0) else noise[i]
+        age_out[i] = 0.0 if h else age[i]
+        drift_out[i] = 1.0 if h else drift[i]

@@ -220,17 +220,23 @@ def test_numba_pulse_kernel_equals_the_numpy_formula(model, mode, up):
     rounding (libm's ``pow`` against NumPy's; device-to-device spread, stuck devices, some
     devices not pulsed, one draw per device) and leaves the generator in the same state."""
     p = _params(
-        model, c2c_std=0.3, c2c_mode=mode, dtod_step_std=0.2, dtod_bounds_std=0.1, stuck_prob=0.01
-    )
+        model, c2c_std=0.3, c2c_mode=mode, dtod_step_std=0.2, dtod_bounds_std=0.1,
+        stuck_prob=0.01, write_noise_std=0.5, drift_model="power_law", drift_nu=0.05,
+    )  # fmt: skip
     rng = np.random.default_rng(1)
     n = rng.integers(0, 30, N) * (rng.random(N) < 0.7)
     out, states = [], []
     for fast in (False, True):
         d = _fresh(p, seed=2, level=0.4)
+        d.advance(100.0)  # the devices have aged and drifted
         g = np.random.default_rng(5)
         d.pulse(n, up, g, fast=fast)
-        out.append(d.G)
+        d.pulse(n[::-1], not up, g, fast=fast)  # the other direction (its own memo)
+        out.append((d.G, d.noise, d.age_sec, d.drift))
         states.append(g.bit_generator.state)
-    np.testing.assert_allclose(out[1], out[0], rtol=1e-13, atol=0)
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-13, atol=0)
+    for a, b in zip(out[0][1:], out[1][1:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.any(out[1][1] != 0) and np.any(out[1][2] == 0) and np.any(out[1][2] > 0)
     assert states[0] == states[1]
-    assert np.mean(out[1] != _fresh(p, seed=2, level=0.4).G) > 0.5  # it did pulse
+    assert np.mean(out[1][0] != _fresh(p, seed=2, level=0.4).G) > 0.5  # it did pulse
