@@ -20,6 +20,7 @@ from pathlib import Path
 
 from analogebl.backends import BACKENDS
 from analogebl.errors import AnalogeblError
+from analogebl.spec import DTYPES
 
 __all__ = ["main"]
 
@@ -28,6 +29,7 @@ __all__ = ["main"]
 MAX_SEED = 2**63 - 1
 # a --seeds range runs one study run per seed: more than this is a typo (0-10000000)
 MAX_SEEDS = 10_000
+_DTYPE_HELP = "float16 and bfloat16 (16-bit relaxation) run on the torch backend only"
 
 
 def _first_line(text: str) -> str:
@@ -481,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--backend", choices=BACKENDS)
     run.add_argument("--device", type=_nonempty)
-    run.add_argument("--dtype", choices=("float32", "float64"))
+    run.add_argument("--dtype", choices=DTYPES, help=_DTYPE_HELP)
     run.add_argument("--seed", type=_integer(0, MAX_SEED), help="one seed (replaces a seed sweep)")
     run.add_argument("--seeds", help="seed sweep: 0,1,2 or 0-4 (distinct seeds)")
     run.add_argument(
@@ -541,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--width", type=_positive)
     g.add_argument("--backend", default="reference", choices=BACKENDS[1:])
-    g.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    g.add_argument("--dtype", default="float64", choices=DTYPES, help=_DTYPE_HELP)
     g.add_argument("--seed", type=_integer(0, MAX_SEED), default=1)
     g.add_argument("--batch", type=_integer(1), default=1)
     g.add_argument("--iterations", type=_integer(1), default=2000)

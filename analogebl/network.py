@@ -30,8 +30,13 @@ class Network:
     Parameters
     ----------
     circuit : Circuit
-    backend : {"auto", "reference", "torch"}
-    dtype : {"float32", "float64"}
+    backend : {"auto", "reference", "numba", "torch"}
+    dtype : {"float32", "float64", "float16", "bfloat16"}
+        The relaxation's format. float16 and bfloat16 run on the torch backend only (name
+        it: ``"auto"`` may pick numba, which refuses them): states and coupling products in
+        16 bit, correlations (so every gradient estimate), energies and the parameters in
+        float32; :meth:`parameters` and every array returned are float32
+        (:mod:`analogebl.backends.torch`).
     device : str, optional
         torch device (``"cpu"``, ``"cuda"``).
     seed : int

@@ -21,6 +21,8 @@ from typing import Any
 from analogebl.errors import ConfigError
 
 __all__ = [
+    "DTYPES",
+    "HALF_DTYPES",
     "NUDGES",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -35,6 +37,7 @@ __all__ = [
     "Range",
     "RunSpec",
     "check_device",
+    "check_dtype",
     "layer_learning_rates",
     "section_defaults",
 ]
@@ -45,6 +48,13 @@ SCHEDULES = ("async", "async_backward", "sync")
 #: How a nudged output moves in one update (``RelaxationMixin.relax``): its exact
 #: minimiser, or one gradient step as the paper's published code.
 NUDGES = ("exact", "step")
+
+#: The relaxation's floating-point formats (a backend's ``dtype``). The 16-bit ones run on the
+#: torch backend only: states and coupling products in 16 bit, sums (correlations, energies,
+#: dot products) and the parameters in float32 (:mod:`analogebl.backends.torch`).
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+#: The 16-bit formats of :data:`DTYPES`.
+HALF_DTYPES = ("float16", "bfloat16")
 
 #: every optimizer ``learning.make_optimizer`` builds (the one list; learning re-exports it)
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon", "smep", "local_ep", "natural_ep", "sdmep")
@@ -172,6 +182,18 @@ def check_device(backend: str, device: str | None, key: str = "device") -> None:
     if backend in ("numba", "reference") and device != "cpu":
         raise _bad(key, f"the {backend} backend runs on the CPU only, got device={device!r} "
                    "(use backend = \"torch\" for a GPU)")  # fmt: skip
+
+
+def check_dtype(backend: str, dtype, key: str = "dtype") -> None:
+    """``dtype`` is one of :data:`DTYPES` and ``backend`` runs it: a 16-bit dtype needs
+    ``backend = "torch"`` named (``"auto"`` may pick numba, which has no 16-bit arithmetic)."""
+    _one_of(key, dtype, DTYPES)
+    if dtype in HALF_DTYPES and backend != "torch":
+        raise _bad(
+            key,
+            f"{dtype} (16-bit relaxation) runs on the torch backend only, got backend "
+            f'{backend!r}; set backend = "torch" or use float32/float64',
+        )
 
 
 def _validate(obj, prefix: str) -> None:
@@ -388,11 +410,14 @@ class RunSpec:
 
     def __post_init__(self):
         _validate(self, "")
-        _one_of("dtype", self.dtype, ("float32", "float64"))
         _one_of("backend", self.backend, ("auto", "reference", "torch", "numba"))
+        check_dtype(self.backend, self.dtype)
         check_device(self.backend, self.device)
         if (self.circuit is None) == (self.model is None):
             raise _bad("circuit.name", "set exactly one of circuit.name and model.name")
+        if self.model is not None and self.dtype in HALF_DTYPES:
+            raise _bad("dtype", f"{self.dtype}: 16-bit relaxation applies to crossbar circuits, "
+                       "not to recurrent models (float32 or float64)")  # fmt: skip
         if self.model is not None and self.hardware.profile is not None:
             raise _bad("profile", "hardware profiles apply to crossbar circuits, not to "
                        "recurrent models")  # fmt: skip

@@ -11,6 +11,12 @@ implicit gradient in :mod:`analogebl.backends.gradients`.
 State convention: a state is a list of arrays, ``state[0]`` the input ``x`` and
 ``state[k]`` layer ``k`` with shape ``(N, *layer_shape)``. States are never modified in
 place: an update makes new arrays for the updated layers.
+
+Precision: every backend runs ``dtype = "float32"`` or ``"float64"`` throughout. The torch
+backend also runs ``"float16"`` and ``"bfloat16"`` (:data:`analogebl.spec.HALF_DTYPES`): states
+and coupling products in 16 bit, correlations, energies, dot products and the parameters in
+float32 (the contract is in :mod:`analogebl.backends.torch`). A backend refuses a dtype it
+does not run with a :class:`~analogebl.errors.ConfigError` naming the key ``dtype``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import numpy as np
 
 from analogebl.backends.gradients import GradientsMixin
 from analogebl.backends.relaxation import Array, RelaxationMixin
+from analogebl.errors import ConfigError
 from analogebl.plan import Plan
 from analogebl.plan.effects import NodeClamp, NudgeCurrent, ReadNoise, StateQuantizer, TileReads
+from analogebl.spec import check_dtype as spec_check_dtype
 
 __all__ = ["Backend"]
 
@@ -32,16 +40,35 @@ class Backend(RelaxationMixin, GradientsMixin):
     ----------
     plan : Plan
         What to simulate.
-    dtype : {"float32", "float64"}
+    dtype : str
+        One of the backend's :attr:`dtypes`: ``"float32"`` or ``"float64"``; the torch
+        backend also takes ``"float16"`` and ``"bfloat16"`` (16-bit relaxation).
     device : str, optional
         Only meaningful for the torch backend (``"cpu"``, ``"cuda"``, ...).
+
+    Raises
+    ------
+    ConfigError
+        (a ``ValueError``) ``dtype`` is not one the backend runs; the message names the key
+        ``dtype`` and, for a 16-bit one, says that 16-bit runs on the torch backend only.
     """
 
     name = "abstract"
+    #: the dtypes this backend runs
+    dtypes: tuple[str, ...] = ("float32", "float64")
+
+    @classmethod
+    def check_dtype(cls, dtype: str) -> None:
+        """Refuse (:class:`ConfigError`, key ``dtype``) a dtype this backend does not run."""
+        if dtype in cls.dtypes:
+            return
+        spec_check_dtype(cls.name, dtype)  # an unknown dtype, or 16-bit off torch: says which
+        raise ConfigError(
+            f"the {cls.name} backend runs {', '.join(cls.dtypes)}, got {dtype!r}", key="dtype"
+        )
 
     def __init__(self, plan: Plan, dtype: str = "float32", device: str | None = None):
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.check_dtype(dtype)
         self.plan = plan
         self.dtype = dtype
         self.device = device

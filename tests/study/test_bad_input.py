@@ -123,7 +123,7 @@ def test_a_tier_the_study_lacks(capsys):
     "argv",
     [
         ["study", "run", "mnist_dhn_c_ep", "--backend", "fpga"],
-        ["study", "run", "mnist_dhn_c_ep", "--dtype", "float16"],
+        ["study", "run", "mnist_dhn_c_ep", "--dtype", "float8"],
         ["study", "run", "mnist_dhn_c_ep", "--epochs", "many"],
     ],
 )

@@ -36,6 +36,7 @@ class ReferenceBackend(Backend):
     def __init__(self, plan, dtype: str = "float64", device: str | None = None):
         if device not in (None, "cpu"):
             raise ValueError(f"the {self.name} backend runs on the CPU only, got device={device!r}")
+        self.check_dtype(dtype)  # before NumPy reads the name: no 16-bit here (torch only)
         self._np_dtype = np.dtype(dtype)
         super().__init__(plan, dtype, "cpu")
 
