@@ -19,6 +19,7 @@ from analogebl.errors import ConfigError
 from analogebl.learning.estimators import estimate, rule_states
 from analogebl.learning.rules import EquilibriumPropagation, make_rule
 from analogebl.network import Network
+from analogebl.spec import HALF_DTYPES
 
 __all__ = ["check_gradients", "check_model_gradients", "compare"]
 
@@ -126,7 +127,8 @@ def check_gradients(
     _check_args(batch_size, seed, betas, iterations, backprop_iterations)
     b = net.backend
     values = sum(math.prod(shape) for shape in net.plan.layer_shapes)
-    _check_memory(f"a batch of {batch_size}", batch_size * values, np.dtype(b.dtype).itemsize)
+    itemsize = 2 if b.dtype in HALF_DTYPES else np.dtype(b.dtype).itemsize
+    _check_memory(f"a batch of {batch_size}", batch_size * values, itemsize)
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch_size, *net.plan.layer_shapes[0]))
     y = rng.integers(0, net.plan.layer_shapes[-1][0], size=batch_size)

@@ -146,7 +146,11 @@ class OrthogonalOptimizer:
             d = (state2[c.post] - state1[c.post]) * (1.0 / (beta2 - beta1))
             d = d.reshape(d.shape[0], -1)
             n = a.shape[0]
-            new = {"A": (a.T @ a) * (1.0 / n), "G": (d.T @ d) * (1.0 / n)}
+            # a^T a through the backend: float32 under a 16-bit relaxation (the inverses need it)
+            new = {
+                "A": backend.op_outer_sum(a, a) * (1.0 / n),
+                "G": backend.op_outer_sum(d, d) * (1.0 / n),
+            }
             for key, f in new.items():
                 old = self.buf[key].get(c.name)
                 self.buf[key][c.name] = f if old is None else old * rho + f * (1 - rho)

@@ -17,7 +17,7 @@ from analogebl.learning import (
 )
 from analogebl.network import Network
 from analogebl.plan import derive_rng
-from analogebl.spec import RunSpec
+from analogebl.spec import HALF_DTYPES, RunSpec
 from analogebl.training.support import first_batch
 from analogebl.training.trainer import FitOptions
 from analogebl.training.updaters import CrossbarUpdater, IdealUpdater
@@ -32,6 +32,12 @@ __all__ = [
     "fit_options",
 ]
 
+
+
+def _batch_dtype(dtype: str) -> np.dtype:
+    """The NumPy dtype of a run's data batches: the relaxation's, or float32 under a 16-bit
+    one (NumPy has no bfloat16; the backend rounds the batch as it takes it)."""
+    return np.dtype("float32" if dtype in HALF_DTYPES else dtype)
 
 def build_rule(spec: RunSpec):
     """The run's rule: a circuit rule (``analogebl.learning.rules``) or, with a recurrent
@@ -118,7 +124,7 @@ def build_network(spec: RunSpec, ds, profile=None):
 def diagnostic_batch(ds, spec: RunSpec) -> np.ndarray:
     """The first (up to) 256 training images, normalized: where per-epoch diagnostics
     (spectral norms, Lipschitz estimates) are measured."""
-    return first_batch(ds, 256, spec.data.pad_to, np.dtype(spec.dtype))[0]
+    return first_batch(ds, 256, spec.data.pad_to, _batch_dtype(spec.dtype))[0]
 
 
 def build_optimizer(spec: RunSpec, net):
@@ -158,7 +164,7 @@ def fit_options(spec: RunSpec, ds, checkpoint_seconds: float | None, progress: b
         epochs=spec.epochs,
         batch_size=d.batch_size,
         eval_batch_size=d.eval_batch_size,
-        dtype=np.dtype(spec.dtype),
+        dtype=_batch_dtype(spec.dtype),
         pad_to=d.pad_to,
         augmentation=DEFAULT_AUGMENTATION[ds.name] if d.augment else None,
         checkpoint_seconds=every_s,

@@ -19,7 +19,7 @@ from analogebl.learning.orthogonalize import (
     spectral_norm,
     to_matrix,
 )
-from analogebl.spec import OptimizerSpec
+from analogebl.spec import OPTIMIZERS, OptimizerSpec
 from analogebl.training import IdealUpdater
 
 
@@ -307,3 +307,23 @@ def test_spectral_cap_wraps_plain_optimizers(name):
     again = make_optimizer(OptimizerSpec(name, 0.5, spectral_cap=0.7), shapes, set(), {"W2"})
     again.load_state(st, opt.scalars())
     assert set(again.state()) == set(st)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_steps_float32_masters_under_a_bfloat16_relaxation(name):
+    """Under a 16-bit relaxation the optimizers see float32 gradients and step float32
+    masters; natural_ep's Kronecker factors are float32 (its inverses refuse bfloat16)."""
+    net = Network.from_catalog("tiny_dense", backend="torch", dtype="bfloat16", seed=0)
+    shapes = {k: tuple(v.shape) for k, v in net.parameters().items()}
+    couplings = {c.name for c in net.backend.plan.couplings}
+    opt = make_optimizer(
+        OptimizerSpec(name, 0.05), shapes, set(), couplings, rng=np.random.default_rng(1)
+    )
+    before = net.parameters()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, *net.backend.plan.layer_shapes[0]))
+    y = rng.integers(0, 10, size=8)
+    net.train_step(x, y, make_rule("c_ep", 0.2, 10), IdealUpdater(opt), 20)
+    after = net.parameters()
+    assert all(v.dtype == np.float32 and np.all(np.isfinite(v)) for v in after.values())
+    assert any(not np.array_equal(before[k], after[k]) for k in after)
