@@ -7,7 +7,9 @@ unpools straight into the raw layout, does one GEMM and one col2im gather. Dense
 are single BLAS GEMMs on contiguous arrays. The relaxation schedule, phases, energy and
 adjoints are the shared engine's (:mod:`analogebl.backends.engine`), so this backend is
 exactly the reference's algorithm with faster primitives; the engine's per-relaxation cache
-computes each max-pool argmax once per bottom-up pass and reuses it top-down.
+computes each max-pool argmax once per bottom-up pass and reuses it top-down. A circuit of
+dense couplings with no hardware effect in force relaxes a whole phase in one compiled call
+(:mod:`analogebl.backends.numba.phases`): the same equations and order of operations.
 
 Kernels are compiled once and cached on disk (``cache=True``); all kernels are gathers, so
 their results do not depend on the number of threads. Each GEMM and kernel runs on one thread
@@ -21,6 +23,7 @@ import numpy as np
 
 from analogebl import threads as T
 from analogebl.backends.numba import kernels as K
+from analogebl.backends.numba import phases as P
 from analogebl.backends.reference import ReferenceBackend
 from analogebl.plan import CouplingPlan
 
@@ -326,3 +329,17 @@ class NumbaBackend(ReferenceBackend):
         if c.kind == "dense":
             return super().coupling_correlation(c, pre, post, idx)
         return self._conv_corr_raw(pre, self._post_raw(c, post, idx), c.padding, c.kernel_size)
+
+    # ------------------------------------------------------------------ compiled phases
+    def relax(
+        self, state, iterations, schedule="async", beta=0.0, target=None, clamp=None,
+        nudge="exact",
+    ):  # fmt: skip
+        """The engine's :meth:`~analogebl.backends.relaxation.RelaxationMixin.relax`, run as
+        one compiled call (:func:`~analogebl.backends.numba.phases.relax_dense`) on a circuit
+        of dense couplings with no hardware effect in force; the engine's otherwise (which
+        also validates and raises on bad arguments)."""
+        out = P.relax_phase(self, state, iterations, schedule, beta, target, clamp, nudge)
+        if out is not None:
+            return out
+        return super().relax(state, iterations, schedule, beta, target, clamp, nudge)
