@@ -44,6 +44,7 @@ __all__ = [
     "for_macs",
     "parse_threads",
     "quiet_spinning_defaults",
+    "refresh_blas",
     "resolve_threads",
     "set_threads",
     "settle",
@@ -208,6 +209,14 @@ class ThreadBudget:
 
 
 _BUDGET = ThreadBudget()
+
+
+def refresh_blas() -> None:
+    """Collect the BLAS libraries again: one loaded after the first throttle (scipy's
+    OpenBLAS, which numba's ``np.dot`` calls) then follows the policy too. The next
+    :func:`for_macs` pushes its count to every library."""
+    ThreadBudget._blas.cache_clear()
+    _BUDGET._blas_now = None
 
 
 def set_threads(n: int) -> int:

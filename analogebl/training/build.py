@@ -33,11 +33,11 @@ __all__ = [
 ]
 
 
-
 def _batch_dtype(dtype: str) -> np.dtype:
     """The NumPy dtype of a run's data batches: the relaxation's, or float32 under a 16-bit
     one (NumPy has no bfloat16; the backend rounds the batch as it takes it)."""
     return np.dtype("float32" if dtype in HALF_DTYPES else dtype)
+
 
 def build_rule(spec: RunSpec):
     """The run's rule: a circuit rule (``analogebl.learning.rules``) or, with a recurrent

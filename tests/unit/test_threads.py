@@ -97,8 +97,11 @@ def test_small_operations_run_on_one_thread_large_ones_on_the_budget(restore_thr
 
 def test_numba_relaxation_runs_small_products_on_one_thread(restore_threads, monkeypatch):
     """dhn_mnist at batch 128 on a budget of 2: the per-iteration products (128x512x10) and
-    the layer kernels run on one thread, the input product (128x784x512) on two."""
+    the layer kernels run on one thread, the input product (128x784x512) on two; on the
+    engine's path primitive by primitive, and in the compiled phase (one decision for the
+    input product, one for the loop's products)."""
     from analogebl.backends import make_backend
+    from analogebl.backends.relaxation import RelaxationMixin
     from analogebl.circuit import load_circuit
     from analogebl.plan import build_plan
 
@@ -112,11 +115,14 @@ def test_numba_relaxation_runs_small_products_on_one_thread(restore_threads, mon
     plan = build_plan(load_circuit("dhn_mnist"), 0)
     be = make_backend("numba", plan, "float32")
     x = np.random.default_rng(0).normal(size=(128, 784)).astype("float32")
-    be.relax(be.zero_state(x), 10)
+    RelaxationMixin.relax(be, be.zero_state(x), 10)  # the engine's path
     assert (128 * 784 * 512, 2) in gemms  # the input product, once
     assert (128 * 512 * 10, 1) in gemms and (128 * 10 * 512, 1) in gemms
     assert sum(n == 2 for _, n in gemms) == 1 and len(gemms) > 10
     assert kernels and all(n == 1 for _, n in kernels)  # 128 x 512 clamps
+    gemms.clear()
+    be.relax(be.zero_state(x), 10)  # the compiled phase
+    assert gemms == [(128 * 784 * 512, 2), (128 * 512 * 10, 1)]
 
 
 def test_pool_never_oversubscribes():
