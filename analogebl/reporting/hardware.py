@@ -15,6 +15,7 @@ converter step.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -32,6 +33,14 @@ _COLUMNS = {
     "J / inference": ("inference_energy_J", 1.0, "{:.3g}"),
     "total J": ("energy_J", 1.0, "{:.3g}"),
 }
+
+
+def _nanmean(values) -> float:
+    """Mean over the finite values; NaN (without NumPy's warning) when there are none: a
+    probe that was off, or undefined at every run (e.g. a cosine with a zero gradient)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
 
 
 def _last(values) -> float:
@@ -117,7 +126,7 @@ def probe_figure(runs, save) -> None:
         for i, c in enumerate(couplings):
             for j, (what, hatch) in enumerate((("estimate", None), ("realised", "//"))):
                 vals = [
-                    np.nanmean([_final(r, f"probe_cos_{what}_{c}") for r in by_rule[rule][p]])
+                    _nanmean([_final(r, f"probe_cos_{what}_{c}") for r in by_rule[rule][p]])
                     for p in profiles
                 ]
                 ax1.bar(x + (2 * i + j - len(couplings) + 0.5) * width, vals, width,
@@ -133,9 +142,9 @@ def probe_figure(runs, save) -> None:
             snr, lsb = [], []
             for p in profiles:
                 rs = by_rule[rule][p]
-                c = np.nanmean([_final(r, f"probe_contrast_rms_{layer}") for r in rs])
-                n = np.nanmean([_final(r, f"probe_noise_rms_{layer}") for r in rs])
-                q = np.nanmean([_final(r, f"probe_lsb_{layer}") for r in rs])
+                c = _nanmean([_final(r, f"probe_contrast_rms_{layer}") for r in rs])
+                n = _nanmean([_final(r, f"probe_noise_rms_{layer}") for r in rs])
+                q = _nanmean([_final(r, f"probe_lsb_{layer}") for r in rs])
                 snr.append(c / n if n > 0 else np.nan)
                 lsb.append(c / q if q > 0 else np.nan)
             pos = x + (i - (len(layers) - 1) / 2) * width
