@@ -184,3 +184,20 @@ def test_profile_nudge_fields_become_state_units_and_bad_ones_are_refused(tmp_pa
     with pytest.raises(ConfigError) as e:
         load_profile(str(f))
     assert e.value.key == "nudge.bits"
+
+
+@pytest.mark.parametrize("noise,stochastic", [(0.0, False), (0.3, False), (0.0, True), (0.3, True)])
+def test_dither_is_numpys_expression_drawn_in_order(noise, stochastic):
+    """The converter dither (drawn by a compiled loop) is exactly NumPy's
+    ``0 + sigma N(0,1) + (U[0,1) - 1/2) step`` of the same generator, normals first, and
+    leaves the generator where NumPy would."""
+    q = StateQuantizer(32, -1.0, 1.0, noise, stochastic)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    got = q.dither((4, 5, 6), a)
+    want = np.zeros((4, 5, 6))
+    if noise:
+        want += noise * b.standard_normal((4, 5, 6))
+    if stochastic:
+        want += (b.random((4, 5, 6)) - 0.5) * q.step
+    np.testing.assert_array_equal(got, want)
+    assert a.bit_generator.state == b.bit_generator.state

@@ -23,6 +23,8 @@ import os
 import numba as nb
 import numpy as np
 
+from analogebl.plan.effects import fill_dither
+
 # The kernels alternate with multi-threaded BLAS calls. OpenMP worker threads spin after each
 # parallel region and fight BLAS's own spinning threads for the cores (measured: a GEMM
 # followed by a 0.02 ms kernel took 9 ms instead of 2.8 ms on 2 cores). Numba's workqueue
@@ -246,21 +248,6 @@ def clip_quantize(h, out, c_lo, c_hi, q_lo, q_hi, step):
         out[i] = q_lo + np.rint((v - q_lo) / step) * step
 
 
-@nb.njit(**_opts)
-def _dither(dith, rng, noise, stochastic, step):
-    """``dith = 0 + noise xi (+ (u - 1/2) step)`` in the order of
-    :meth:`analogebl.plan.effects.StateQuantizer.dither`: every normal, then every uniform
-    (float64, serial: the draws come in order)."""
-    if noise > 0.0:
-        for i in range(dith.size):
-            dith[i] = 0.0 + noise * rng.standard_normal()
-    else:
-        dith[:] = 0.0
-    if stochastic:
-        for i in range(dith.size):
-            dith[i] += (rng.random() - 0.5) * step
-
-
 @nb.njit(inline="always")
 def _adc(v, d, lo, hi, ql, qh, st):
     v = lo if v < lo else (hi if v > hi else v)
@@ -277,12 +264,12 @@ def adc_accumulate(part, out, first, i_max, rng, noise, stochastic, q_lo, q_hi, 
 
     with ``q`` the quantizer of :class:`analogebl.plan.effects.StateQuantizer` (range
     ``[q_lo, q_hi]``, ``step``), ``xi ~ N(0, 1)`` and ``u ~ U[0, 1)`` drawn from ``rng`` in
-    the order of :meth:`StateQuantizer.dither` (:func:`_dither`, float64), ``d`` rounded to
+    the order of :meth:`StateQuantizer.dither` (:func:`fill_dither`, float64), ``d`` rounded to
     the array's dtype before the add. ``first``: ``out`` is overwritten. ``dith`` is
     float64 scratch of ``part``'s size. The same operations in the same order as the
     reference's ``quantize(clip(x) + asarray(d))``.
     """
-    _dither(dith, rng, noise, stochastic, step)
+    fill_dither(dith, rng, noise, stochastic, step)
     t = part.dtype.type
     hi = t(i_max)
     lo = -hi
@@ -297,7 +284,7 @@ def adc_accumulate_raw(part, out, first, i_max, rng, noise, stochastic, q_lo, q_
     """:func:`adc_accumulate` of a conv tile's output in the raw GEMM layout ``(O, N, H, W)``
     (``part``, ``out``), with the dither drawn in the NCHW order of the public layout, so
     the numbers are those of converting the NCHW array."""
-    _dither(dith, rng, noise, stochastic, step)
+    fill_dither(dith, rng, noise, stochastic, step)
     t = part.dtype.type
     hi = t(i_max)
     lo = -hi
