@@ -104,6 +104,7 @@ class TorchBackend(Backend):
         self._acc = torch.float32 if self._half else self._tdtype
         self._device = torch.device(device or "cpu")
         self._casts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> (src, r(src))
+        self._qconsts: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (step, lo) tensors
         super().__init__(plan, dtype, str(self._device))
         if self._half:
             self.params = {k: self._master(v) for k, v in plan.parameters.items()}
@@ -138,7 +139,9 @@ class TorchBackend(Backend):
 
     # ------------------------------------------------------------------ arrays
     def asarray(self, a):
-        return torch.tensor(np.array(a), dtype=self._tdtype, device=self._device)
+        if not (isinstance(a, np.ndarray) and a.flags.c_contiguous):
+            a = np.array(a)  # lists, scalars, views with odd strides
+        return torch.tensor(a, dtype=self._tdtype, device=self._device)
 
     def to_numpy(self, a):
         a = a.detach()
@@ -160,8 +163,14 @@ class TorchBackend(Backend):
         """``lo + round((clamp(s, lo, hi) - lo) / step) * step`` (round half to even),
         computed in float32 under a 16-bit dtype and rounded back to it."""
         x = self._up(s)
-        step = torch.tensor(q.step, dtype=x.dtype, device=x.device)
-        lo = torch.tensor(q.lo, dtype=x.dtype, device=x.device)
+        key = (q.step, q.lo, x.dtype, x.device)
+        consts = self._qconsts.get(key)
+        if consts is None:  # made once per converter, not per conversion
+            consts = self._qconsts[key] = (
+                torch.tensor(q.step, dtype=x.dtype, device=x.device),
+                torch.tensor(q.lo, dtype=x.dtype, device=x.device),
+            )
+        step, lo = consts
         return (lo + torch.round((x.clamp(q.lo, q.hi) - lo) / step) * step).to(s.dtype)
 
     def op_mask01(self, h):
