@@ -186,3 +186,17 @@ def test_warm_up_compiles_both_dtypes():
     P.warm_up(depths=(1,))
     sigs = {str(s[0]) for s in P.relax_dense.signatures}
     assert any("float32" in s for s in sigs) and any("float64" in s for s in sigs)
+
+
+def test_large_products_run_on_the_engine(calls):
+    """Loop products at or above SMALL_OP_MACS (threaded BLAS) take the engine's path,
+    which was faster there; the results are the same relaxation."""
+    from analogebl import threads as T
+
+    ref, nb = backend_pair("dhn_deep", "float64", seed=0, fast="numba")
+    n = T.SMALL_OP_MACS // (1024 * 1024) + 1  # 1024 x 1024 hidden-to-hidden products
+    x, _ = random_batch(ref.plan, n, seed=1)
+    a = ref.relax(ref.zero_state(x), 3)
+    b = nb.relax(nb.zero_state(x), 3)
+    assert calls[0] == 0
+    assert max(max_diff(p, q) for p, q in zip(a, b, strict=True)) < 1e-10
