@@ -259,4 +259,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from analogebl.errors import AnalogeblError
+
+    try:
+        sys.exit(main())
+    except AnalogeblError as exc:  # e.g. --device cuda where torch has no CUDA
+        print(f"bench_step: error: {exc}", file=sys.stderr)
+        sys.exit(2)
