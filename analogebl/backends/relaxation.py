@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from analogebl.plan import NUDGES, CouplingPlan
-from analogebl.plan.effects import NodeClamp, NudgeCurrent, ReadNoise, TileReads
+from analogebl.plan.effects import NodeClamp, NudgeCurrent, ReadNoise, TileReads, scaled_normal
 
 __all__ = ["RelaxationMixin"]
 
@@ -199,11 +199,11 @@ class RelaxationMixin:
 
     def redraw_read_noise(self) -> None:
         """New draws ``std * xi`` for every noisy parameter (NumPy ``rng``, float64, so
-        every backend sees the same numbers)."""
+        every backend sees the same numbers; :func:`~analogebl.plan.effects.scaled_normal`)."""
         if self._noise is None:
             return
         self._noise_now = {
-            k: self.asarray(np.asarray(std) * self._noise_rng.standard_normal(np.shape(std)))
+            k: self.asarray(scaled_normal(std, self._noise_rng))
             for k, std in self._noise.std.items()
         }
 

@@ -138,6 +138,7 @@ class DeviceArray:
         self.G = np.clip(z + p.g_min_S, self.g_lo, self.g_hi)
         self.noise = z.copy()  # write noise of the last programming
         self.drift = np.ones(shape)
+        self._affine_memo: dict[bool, tuple[np.ndarray, np.ndarray]] = {}  # _affine_cached
         self._fix_stuck()
 
     # ------------------------------------------------------------------ state
@@ -192,10 +193,9 @@ class DeviceArray:
 
     def _affine_cached(self, up: bool) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_affine`, computed once per direction (it reads only the fixed draws)."""
-        cache = self.__dict__.setdefault("_affine_memo", {})
-        if up not in cache:
-            cache[up] = self._affine(up)
-        return cache[up]
+        if up not in self._affine_memo:
+            self._affine_memo[up] = self._affine(up)
+        return self._affine_memo[up]
 
     def _exp_step(self, up: bool, G: np.ndarray) -> np.ndarray:
         a, b, g_up, g_down, A_up, A_down = self.p.exp
@@ -262,8 +262,7 @@ class DeviceArray:
             self.G, self.noise, self.age_sec, self.drift = G, noise, age, drift
             if p.drift_model == "pcm_nandakumar2019":
                 self._draw_nu(hit)
-            self._fix_stuck()
-            return
+            return  # stuck devices are never hit: the kernel copied their level and noise
         else:
             q, b = self._affine(up)
             G0, nf = self.G, n.astype(float)
@@ -398,7 +397,7 @@ class DeviceArray:
         if all(k in d for k in self._FIXED):
             for k in self._FIXED:
                 setattr(self, k, np.array(d[k]))
-            self.__dict__.pop("_affine_memo", None)  # computed from the fixed draws
+            self._affine_memo = {}  # computed from the fixed draws
         elif "fixed_sha256" in d:
             if not np.array_equal(np.asarray(d["fixed_sha256"]), self.fixed_fingerprint()):
                 raise ValueError(

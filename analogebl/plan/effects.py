@@ -66,6 +66,7 @@ import numpy as np
 __all__ = [
     "READ_NOISE_RESAMPLE",
     "fill_dither",
+    "scaled_normal",
     "NodeClamp",
     "NudgeCurrent",
     "ReadNoise",
@@ -90,6 +91,21 @@ def fill_dither(dith, rng, noise, stochastic, step):
     if stochastic:
         for i in range(dith.size):
             dith[i] += (rng.random() - 0.5) * step
+
+
+@nb.njit(cache=True, nogil=True)
+def _fill_scaled_normal(std, rng, out):
+    for i in range(std.size):
+        out[i] = std[i] * rng.standard_normal()
+
+
+def scaled_normal(std, rng: np.random.Generator) -> np.ndarray:
+    """``std * xi``, ``xi ~ N(0, 1)`` from ``rng`` in C order (float64): NumPy's numbers for
+    ``std * rng.standard_normal(std.shape)``, drawn by a compiled loop (a read-noise draw)."""
+    std = np.ascontiguousarray(std, dtype=np.float64)
+    out = np.empty(std.shape)
+    _fill_scaled_normal(std.reshape(-1), rng, out.reshape(-1))
+    return out
 
 
 @dataclass(frozen=True)

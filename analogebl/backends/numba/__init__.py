@@ -29,8 +29,6 @@ from analogebl.plan import CouplingPlan
 
 __all__ = ["NumbaBackend"]
 
-_NO_RNG = np.random.default_rng(0)  # the generator argument of a kernel that draws nothing
-
 
 class NumbaBackend(ReferenceBackend):
     """Numba/BLAS CPU backend (``device`` must be ``None`` or ``"cpu"``).
@@ -223,7 +221,7 @@ class NumbaBackend(ReferenceBackend):
 
     def _adc(self, kernel, part, out, first: bool, q, i_max: float) -> None:
         """Run an ``adc_accumulate`` kernel on one tile output."""
-        rng = self._converter_rng() if q.random else _NO_RNG
+        rng = self._converter_rng() if q.random else K.NO_DRAWS
         dith = self._buffer("dither", (part.size,), np.float64)
         self._par(part)
         kernel(
@@ -256,17 +254,6 @@ class NumbaBackend(ReferenceBackend):
             zr = z.reshape(o, n, ho, wo)
             self._adc(K.adc_accumulate_raw, zr, out, i == 0, t.forward, t.i_max)
         return out
-
-    def redraw_read_noise(self) -> None:
-        if self._noise is None:
-            return
-        draw = {}
-        for k, std in self._noise.std.items():
-            std = np.ascontiguousarray(std, dtype=np.float64)
-            n = np.empty(std.shape)
-            K.scaled_normal(std.reshape(-1), self._noise_rng, n.reshape(-1))
-            draw[k] = self.asarray(n)
-        self._noise_now = draw
 
     # ------------------------------------------------------------------ fused couplings
     # (a tiled dense coupling, or a tiled conv without converters, is read tile by tile

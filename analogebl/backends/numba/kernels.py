@@ -25,6 +25,9 @@ import numpy as np
 
 from analogebl.plan.effects import fill_dither
 
+#: the generator argument of a kernel call that draws nothing (converter without noise)
+NO_DRAWS = np.random.default_rng(0)
+
 # The kernels alternate with multi-threaded BLAS calls. OpenMP worker threads spin after each
 # parallel region and fight BLAS's own spinning threads for the cores (measured: a GEMM
 # followed by a 0.02 ms kernel took 9 ms instead of 2.8 ms on 2 cores). Numba's workqueue
@@ -299,14 +302,6 @@ def adc_accumulate_raw(part, out, first, i_max, rng, noise, stochastic, q_lo, q_
                     out[o, n, i, j] = v if first else out[o, n, i, j] + v
 
 
-@nb.njit(**_opts)
-def scaled_normal(std, rng, out):
-    """``out = std * xi``, ``xi ~ N(0, 1)`` from ``rng`` in C order (float64, the same
-    numbers as NumPy's ``std * rng.standard_normal(std.shape)``; flat arrays)."""
-    for i in range(std.size):
-        out[i] = std[i] * rng.standard_normal()
-
-
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) every kernel for float32 and float64."""
     for dt in (np.float32, np.float64):
@@ -324,11 +319,7 @@ def warm_up() -> None:
         clip01(s.ravel(), np.zeros(4, dt))
         one = dt(1.0)
         clip_quantize(s.ravel(), np.zeros(4, dt), dt(0.0), one, dt(0.0), one, one)
-        adc_accumulate(s.ravel(), np.zeros(4, dt), True, np.inf, _WARM_RNG, 0.0, False,
+        adc_accumulate(s.ravel(), np.zeros(4, dt), True, np.inf, NO_DRAWS, 0.0, False,
                        0.0, 1.0, 1.0, np.zeros(4))  # fmt: skip
-        adc_accumulate_raw(s, np.zeros_like(s), True, np.inf, _WARM_RNG, 0.0, False,
+        adc_accumulate_raw(s, np.zeros_like(s), True, np.inf, NO_DRAWS, 0.0, False,
                            0.0, 1.0, 1.0, np.zeros(4))  # fmt: skip
-    scaled_normal(np.zeros(1), _WARM_RNG, np.zeros(1))
-
-
-_WARM_RNG = np.random.default_rng(0)
