@@ -153,9 +153,8 @@ def build_schedule(spec: RunSpec):
 
 def fit_options(spec: RunSpec, ds, checkpoint_seconds: float | None, progress: bool | None):
     """:class:`FitOptions` from the run (``checkpoint_seconds`` overrides
-    ``checkpoint_minutes``; ``progress=None``: a bar when stderr is a terminal)."""
-    import sys
-
+    ``checkpoint_minutes``; ``progress=None``: on, which is a bar when stderr is a terminal
+    and a plain line about every 30 s otherwise, :mod:`analogebl.training.progress`)."""
     from analogebl.data import DEFAULT_AUGMENTATION
 
     every_s = spec.checkpoint_minutes * 60.0 if checkpoint_seconds is None else checkpoint_seconds
@@ -170,5 +169,5 @@ def fit_options(spec: RunSpec, ds, checkpoint_seconds: float | None, progress: b
         checkpoint_seconds=every_s,
         measure_memory=spec.measure_memory,
         probes=spec.probes if spec.circuit is not None else 0,
-        progress=sys.stderr.isatty() if progress is None else progress,
+        progress=True if progress is None else progress,
     )

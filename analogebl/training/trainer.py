@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -31,12 +31,12 @@ from analogebl.plan import derive_rng
 from analogebl.recording import Checkpoint
 from analogebl.threads import settle as settle_threads
 from analogebl.training.checkpoints import check_checkpoint
+from analogebl.training.progress import Progress
 from analogebl.training.results import EpochResult, TrainingResult
 from analogebl.training.support import (
     epoch_results,
     first_batch,
     flatten,
-    fmt_seconds,
     peak_memory,
     unflatten,
 )
@@ -92,6 +92,8 @@ class FitOptions:
     augmentation: Any = None
     checkpoint_seconds: float = 600.0
     measure_memory: bool = False
+    #: report progress on stderr: a bar on a terminal, a plain line about every 30 s
+    #: otherwise (:mod:`analogebl.training.progress`)
     progress: bool = False
     #: examples in the per-epoch gradient-fidelity probe batch (0: no probes)
     probes: int = 0
@@ -240,7 +242,13 @@ class Trainer:
         init_weights = self.init_weights
         n_batches = num_batches(len(ds.train_y), opts.batch_size)
         t_start = time.perf_counter()
-        estimated = resumed  # a resumed run does not announce its time again
+        # a bar on a terminal, a line every ~30 s otherwise; a resumed run does not
+        # announce its time again (the bar and the lines still show the refreshed ETA)
+        progress = Progress(
+            n_batches, opts.epochs, (start_epoch, start_step), enabled=opts.progress, log=log,
+            eval_fraction=0.6 * len(ds.test_y) / len(ds.train_y), announce=not resumed,
+            label="" if result.path is None else Path(result.path).stem,
+        )  # fmt: skip
         undefined: set[str] | None = None  # step metrics NaN from the first step on
         warned_equilibrium = False
         for epoch in range(start_epoch, opts.epochs):
@@ -256,14 +264,7 @@ class Trainer:
                 pad_to=opts.pad_to, augmentation=opts.augmentation, dtype=opts.dtype,
                 start_batch=first,
             )  # fmt: skip
-            bar = None
-            if opts.progress:
-                from tqdm import tqdm
-
-                bar = tqdm(
-                    total=n_batches, initial=first, desc=f"epoch {epoch + 1}/{opts.epochs}",
-                    leave=False, file=sys.stderr, dynamic_ncols=True,
-                )  # fmt: skip
+            progress.begin_epoch(epoch, first)
             for k in ("n", "steps", "train_seconds"):
                 sums.setdefault(k, 0.0)
             last_ck = time.perf_counter()
@@ -280,8 +281,7 @@ class Trainer:
                     undefined = {k for k, v in m.items() if math.isnan(v)} - {"cost"}
                 bad = net.check_finite() or _bad_value(m, undefined, "the step's")
                 if bad is not None:
-                    if bar is not None:
-                        bar.close()
+                    progress.close()
                     raise self._diverged(recorder, bad, epoch, step)
                 n = len(yb)
                 sums["n"] += n
@@ -291,22 +291,10 @@ class Trainer:
                         # epoch's mean is unknown (NaN), not a mean over part of it
                         sums[f"m_{k}"] = math.nan
                     sums[f"m_{k}"] = sums.get(f"m_{k}", 0.0) + v * n
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        err=f"{sums['m_error'] / sums['n']:.3f}",
-                        cost=f"{sums['m_cost'] / sums['n']:.3f}",
-                        E=f"{sums['m_energy'] / sums['n']:.2f}",
-                    )
-                if not estimated and step - first == min(3, n_batches - 1):
-                    per_batch = (time.perf_counter() - t0) / (step - first + 1)
-                    ep = per_batch * n_batches * (1 + 0.6 * len(ds.test_y) / len(ds.train_y))
-                    log(
-                        f"estimated time: {fmt_seconds(ep)} per epoch, "
-                        f"{fmt_seconds(ep * (opts.epochs - epoch))} for the remaining "
-                        f"{opts.epochs - epoch} epochs"
-                    )
-                    estimated = True
+                progress.step(
+                    n, sums["m_error"] / sums["n"], sums["m_cost"] / sums["n"],
+                    sums["m_energy"] / sums["n"],
+                )  # fmt: skip
                 if step + 1 < n_batches and time.perf_counter() - last_ck >= (
                     opts.checkpoint_seconds
                 ):
@@ -314,8 +302,7 @@ class Trainer:
                     sums["train_seconds"] = time.perf_counter() - t_train
                     recorder.write(self.checkpoint(epoch, step + 1, sums))
                     last_ck = time.perf_counter()
-            if bar is not None:
-                bar.close()
+            progress.end_training()
             train_seconds = time.perf_counter() - t_train
             row, r = self._epoch_row(ds, opts, epoch, sums, t0, train_seconds, init_weights,
                                      val, diagnostic_x)  # fmt: skip
@@ -349,6 +336,7 @@ class Trainer:
                 f"cost {r.train_cost:.4f}  energy {row['energy']:.3f}  "
                 f"test_error {100 * r.test_error:6.2f}%{hw}  ({r.seconds:.1f} s)"
             )
+            progress.end_epoch()
         result.seconds = time.perf_counter() - t_start
         return result
 
