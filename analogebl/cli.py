@@ -1,10 +1,15 @@
-"""Command-line interface: ``analogebl study|profile|check|data ...``.
+"""Command-line interface: ``analogebl study|profile|check|data ...`` (also ``python -m
+analogebl``; ``analogebl --version`` prints the version).
 
 Bad input (unknown study, key, flag value, missing data) prints one line naming the file
 and key (or the flag) and exits with status 2; a flag value is checked by argparse when the
 command line is parsed. ``study list`` and ``profile list`` list every catalog entry: an
 entry that cannot be loaded is shown with its error in place of its description, the rest
-are still listed, and the exit status is then 1.
+are still listed, and the exit status is then 1. ``data check`` exits with status 1 when a
+dataset file differs from the official one (:mod:`analogebl.data.checksums`).
+
+:func:`build_parser` is public: the documentation's command reference is generated from it,
+so every command and flag carries a help text written as plain prose.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +28,7 @@ from analogebl.backends import BACKENDS
 from analogebl.errors import AnalogeblError
 from analogebl.spec import DTYPES
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 # seeds are recorded as 64-bit integers (HDF5 attributes, RNG seed sequences)
@@ -42,32 +48,200 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _plain(text: str) -> str:
+    """``text`` as plain prose on one line: whitespace runs (line breaks included) become one
+    space and Markdown code quotes (backticks) are dropped."""
+    return " ".join(text.replace("`", "").split())
+
+
+# the end of a sentence: . ! or ? followed by the end of the text, or by a space and an
+# upper-case letter (so "0.25", "e.g. x" and "et al. (2021)" end nothing)
+_SENTENCE_END = re.compile(r"[.!?](?=$|\s+[A-Z])")
+
+
+def _first_sentence(text: str) -> str:
+    """The first whole sentence of ``text`` as plain prose (all of it when no sentence
+    ends: a description is never cut in the middle of one)."""
+    flat = _plain(text)
+    m = _SENTENCE_END.search(flat)
+    return flat if m is None else flat[: m.end()]
+
+
 def _study_list(args) -> int:
     from analogebl.catalog import load_entries
     from analogebl.study import load_study
 
     def summary(name: str) -> tuple[int, str]:
         s = load_study(name)
-        return len(s.runs()), _first_line(s["description"] or "")
+        return len(s.runs()), _first_sentence(s["description"] or "") or "(no description)"
 
+    entries = load_entries("studies", summary)
+    w = max((len(n) for n in entries), default=0)
     broken = 0
-    for name, entry in load_entries("studies", summary).items():
+    for name, entry in entries.items():
         if isinstance(entry, AnalogeblError):
-            print(f"{name:26s} ERROR  {_one_line(entry)}")
+            print(f"{name:{w}s}  ERROR  {_one_line(entry)}")
             broken += 1
             continue
         n, first = entry
-        print(f"{name:26s} {n:3d} run{'s' if n != 1 else ' '}  {first}")
+        print(f"{name:{w}s}  {n:3d} run{'s' if n != 1 else ' '}  {first}")
     return 1 if broken else 0
+
+
+# keys of the rule and optimizer sections that only some rules / optimizers read
+_EP_RULES = ("p_ep", "n_ep", "c_ep")
+_MODEL_RULE_KEYS = {"h_ep": "rule.points", "d_ep": "rule.homeostasis",
+                    "fn_ep": "rule.temperature"}  # fmt: skip
+_ORTHOGONAL = ("muon", "smep", "local_ep", "natural_ep", "sdmep")
+
+
+def _rule_keys(rule: str, circuit: bool) -> set[str]:
+    """The ``rule.*`` keys the rule ``rule`` reads, on a circuit or on a recurrent model."""
+    keys = {"rule.name"}
+    if circuit:
+        keys.add("rule.iterations")
+        if rule not in ("tbp", "rbp"):
+            keys.add("rule.beta")
+        if rule != "rbp":  # RBP is synchronous by definition
+            keys.add("rule.schedule")
+        if rule in _EP_RULES:
+            keys.add("rule.nudge")
+    elif rule != "bptt":  # BPTT backpropagates through the free phase: no nudge
+        keys |= {"rule.beta", "rule.iterations"}
+        if rule in _MODEL_RULE_KEYS:
+            keys.add(_MODEL_RULE_KEYS[rule])
+    return keys
+
+
+def _optimizer_keys(run: dict) -> set[str]:
+    """The ``optimizer.*`` keys the run's optimizer reads."""
+    name = run["optimizer.name"]
+    keys = {f"optimizer.{k}" for k in ("name", "lr", "lr_scale", "weight_decay", "schedule",
+                                       "spectral_cap")}  # fmt: skip
+    if run["optimizer.schedule"] == "cosine":
+        keys.add("optimizer.eta_min")
+    if name == "sgd":
+        keys.add("optimizer.momentum")
+    if name in _ORTHOGONAL:
+        keys |= {f"optimizer.{k}" for k in ("momentum", "nesterov", "ns_steps", "adam_lr")}
+    if name == "sdmep":
+        keys |= {"optimizer.rank_frac", "optimizer.dion_threshold"}
+    if name == "natural_ep":
+        keys |= {"optimizer.damping", "optimizer.kfac_decay"}
+    return keys
+
+
+def _applies(run: dict) -> set[str]:
+    """The keys of one resolved run (flat dotted keys) that change what it does: no
+    ``model.*`` keys on a circuit (nor ``circuit.*`` on a model), no profile when it runs
+    the ideal simulator, and only the rule and optimizer keys its rule and optimizer read."""
+    circuit = run.get("model.name") is None
+    out = set()
+    for k, v in run.items():
+        section = k.split(".", 1)[0] if "." in k else ""
+        if k == "description" or (k == "measure_memory" and not v):
+            continue
+        if (section == "model" and circuit) or (section == "circuit" and not circuit):
+            continue
+        if not circuit and k in ("relaxation.schedule", "probes"):  # models relax their own way
+            continue
+        if k == "profile" and v in (None, "none"):
+            continue
+        out.add(k)
+    rule_keys = _rule_keys(run["rule.name"], circuit)
+    opt_keys = _optimizer_keys(run)
+    return {
+        k
+        for k in out
+        if not (k.startswith("rule.") and k not in rule_keys)
+        and not (k.startswith("optimizer.") and k not in opt_keys)
+    }
+
+
+def _applicable_config(study, runs) -> dict:
+    """The study's configuration as a nested document of only the keys that apply.
+
+    A top-level value is kept where some run reads it (:func:`_applies`) and takes it from
+    the top level (not swept, not replaced by its variant or its ``per_rule`` table); the
+    required keys are kept as well, so the document still loads as a study with the same
+    runs. The sweep axes follow in their order (which names the runs), then each variant
+    and ``per_rule`` table with only the keys its runs read.
+    """
+    from analogebl.study.schema import REQUIRED
+    from analogebl.tomlio import nest
+
+    per_rule, variants = dict(study.per_rule), dict(study.variants)
+    swept = {k for k, _ in study.sweep}
+    top, by_rule, by_variant = set(), {}, {}
+    for run in runs:
+        values = run.as_dict()
+        used = _applies(values)
+        rule, variant = values["rule.name"], values.get("variant")
+        replaced = (
+            swept
+            | set(dict(per_rule.get(rule, ())))
+            | set(dict(variants.get(variant, ())) if variant is not None else ())
+        )
+        top |= used - replaced
+        by_rule.setdefault(rule, set()).update(used)
+        if variant is not None:
+            by_variant.setdefault(variant, set()).update(used)
+    values = dict(study.values)
+    top |= {k for k in REQUIRED if k not in swept}  # the output still loads as a study
+    doc = nest((k, values[k]) for k in sorted(top) if values[k] is not None)
+    if study.sweep:
+        # flat dotted keys, in the study's order: the order of the axes names the runs
+        doc["sweep"] = {k: list(v) for k, v in study.sweep}
+    tables = {
+        name: nest((k, v) for k, v in table if k in by_variant.get(name, ()))
+        for name, table in study.variants
+        if name in by_variant
+    }
+    if tables:
+        doc["variants"] = tables
+    tables = {
+        rule: nest((k, v) for k, v in table if k in by_rule[rule])
+        for rule, table in study.per_rule
+        if rule in by_rule
+    }
+    tables = {r: t for r, t in tables.items() if t}
+    if tables:
+        doc["per_rule"] = tables
+    return doc
+
+
+def _wrap(text: str, width: int = 88) -> list[str]:
+    """``text`` as plain prose wrapped to ``width`` columns (paragraphs at blank lines)."""
+    import textwrap
+
+    out: list[str] = []
+    for para in re.split(r"\n\s*\n", text.strip()):
+        if out:
+            out.append("")
+        out += textwrap.wrap(_plain(para), width, break_on_hyphens=False) or [""]
+    return out
 
 
 def _study_show(args) -> int:
     from analogebl.study import load_study
+    from analogebl.tomlio import dumps
 
     study = load_study(args.name, args.tier)
-    print(study.to_toml(), end="")
+    runs = study.runs()
+    n = len(runs)
+    # every line of text is a TOML comment: the output still parses as the study's settings
+    print(f"# study {study.name}, tier {study.tier}: {n} run{'s' if n != 1 else ''}")
+    print(f"# file: {study.path}")
+    print("#")
+    for line in _wrap(study["description"] or "(no description)"):
+        print(f"# {line}".rstrip())
+    print("#")
+    print("# The settings that apply to this study's runs (defaults included; keys that no run")
+    print("# reads, such as another optimizer's, are left out):")
+    print()
+    print(dumps(_applicable_config(study, runs)), end="")
     if study.claims:  # TOML comments: the output still parses as the resolved study
-        print("\n# claims (tested by `analogebl study report` over seeds; not run values):")
+        print("\n# claims (tested by analogebl study report over seeds; not run values):")
         for c in study.claims:
             print(f"#   {c.name}: {c.text()}")
             if c.description:
@@ -235,13 +409,15 @@ def _profile_list(args) -> int:
     from analogebl.catalog import load_entries
     from analogebl.hardware import load_profile
 
+    entries = load_entries("hardware_profiles", load_profile)
+    w = max((len(n) for n in entries), default=0)
     broken = 0
-    for name, prof in load_entries("hardware_profiles", load_profile).items():
+    for name, prof in entries.items():
         if isinstance(prof, AnalogeblError):
-            print(f"{name:16s} ERROR  {_one_line(prof)}")
+            print(f"{name:{w}s}  ERROR  {_one_line(prof)}")
             broken += 1
         else:
-            print(f"{name:16s} {_first_line(prof.description)}")
+            print(f"{name:{w}s}  {_first_line(prof.description)}")
     return 1 if broken else 0
 
 
@@ -344,13 +520,35 @@ def _check_model_gradients(args) -> int:
 
 
 def _data_check(args) -> int:
-    from analogebl.data import data_root, verify_checksums
+    from analogebl import __version__
+    from analogebl.data import data_root
+    from analogebl.data.checksums import OFFICIAL_DATASETS, USER_LIST, check_datasets
 
     root = data_root(args.root)
-    bad = 0
-    for path, ok in verify_checksums(root):
-        print(f"{'ok ' if ok else 'BAD'} {path}")
-        bad += not ok
+    w = max(len(n) for n in [*OFFICIAL_DATASETS, USER_LIST])
+    counts = {"ok": 0, "BAD": 0, "absent": 0}
+    bad = False
+    results = check_datasets(root)  # a malformed MD5SUMS is refused here, before any output
+    print(f"data folder {root} (official checksums shipped with analogebl {__version__})")
+    for res in results:
+        bad |= res.status == "BAD"
+        if res.name == USER_LIST:  # the user's list: every file it adds, ok or not
+            print(f"{res.name:{w}s}  {res.status:6s}  {res.summary}")
+            for f in res.files:
+                why = f": {f.detail}" if f.detail else ""
+                print(f"{res.name:{w}s}  {f.status:6s}  {f.path}{why}")
+            continue
+        counts[res.status] += 1
+        if res.status != "BAD":
+            print(f"{res.name:{w}s}  {res.status:6s}  {res.summary}")
+            continue
+        for f in res.bad:
+            print(f"{res.name:{w}s}  BAD     {f.path}: {f.detail}")
+        print(f"{res.name:{w}s}  BAD     {len(res.bad)} of {len(res.files)} files are missing "
+              f"or differ from the official release; to replace them: {res.summary}")  # fmt: skip
+    print(f"summary: {counts['ok']} ok, {counts['BAD']} BAD, {counts['absent']} absent")
+    if counts["absent"] == len(OFFICIAL_DATASETS):
+        print(f"no dataset found in {root}: is it the data folder ($ANALOGEBL_DATA or --root)?")
     return 1 if bad else 0
 
 
@@ -371,6 +569,46 @@ class _Parser(argparse.ArgumentParser):
         where = f"{cmd}: " if cmd else ""
         helper = f"analogebl {cmd} --help" if cmd else "analogebl --help"
         self.exit(2, f"analogebl: error: {where}{' '.join(message.split())} (see {helper})\n")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help text for a terminal of any width: descriptions and epilogs are paragraphs
+    (separated by blank lines) wrapped to the terminal, except a paragraph with indented
+    lines (examples), which keeps its lines as written; the help column is a little wider
+    than argparse's default, and long subcommand names are measured with their indent."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 30,
+                 width: int | None = None):  # fmt: skip
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        out = []
+        for para in text.strip("\n").split("\n\n"):
+            lines = para.splitlines()
+            if any(line[:1].isspace() for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(
+                    textwrap.fill(
+                        " ".join(para.split()),
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                        break_on_hyphens=False,
+                    )
+                )
+        return "\n\n".join(out)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):  # argparse leaves out their indent
+            longest = max(len(name) for name in action.choices)
+            self._action_max_length = max(
+                self._action_max_length,
+                longest + self._current_indent + 2 * self._indent_increment,
+            )
 
 
 def _integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
@@ -458,105 +696,401 @@ def _betas(text: str) -> list[float]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``analogebl`` argument parser; every flag value is checked when parsed."""
-    p = _Parser(prog="analogebl", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+_DESCRIPTION = """\
+Simulate analog energy-based circuits (Hopfield networks built as resistive crossbars) and
+train them with energy-based learning rules (EP, CpL, CL) or the backprop baselines.
 
-    st = sub.add_parser("study", help="named studies").add_subparsers(dest="sub", required=True)
-    st.add_parser(
-        "list", help="list catalog studies (exit status 1 if one cannot be loaded)"
+A first session:
+  analogebl study list                  the catalog of studies, one line each
+  analogebl study show mnist_dhn_c_ep   what one study runs
+  analogebl data check                  are the dataset files intact?
+  analogebl study run mnist_dhn_c_ep    train it, evaluate it, write its report"""
+
+_EPILOG = """\
+Each command has its own help: analogebl study --help, analogebl study run --help. Datasets
+are read from the folder named by $ANALOGEBL_DATA; nothing is downloaded.
+
+Exit status: 0 success; 1 a check found a bad file or a catalog entry cannot be loaded; 2 bad
+input (the message names the file and key, or the flag); 130 interrupted.
+
+See the documentation (the docs folder of the source) for the user guide, how-tos, the command
+reference and the API reference."""
+
+_TIER_HELP = (
+    "the tier: full (the paper's configuration), cpu (sized for a few CPU cores), smoke "
+    "(seconds, for tests), or a tier the study declares in extra_tiers (default: the "
+    "study's default_tier)"
+)
+_STUDY_NAME_HELP = (
+    "a study of the catalog (see analogebl study list), or the path of a study file ending in .toml"
+)
+
+
+def _add(sub, name: str, summary: str, description: str | None = None,
+         epilog: str | None = None) -> argparse.ArgumentParser:  # fmt: skip
+    """A subcommand: ``summary`` is its line in the parent's help, ``description`` (default:
+    the summary as a sentence) opens its own help."""
+    if description is None:
+        description = summary[0].upper() + summary[1:] + "."
+    return sub.add_parser(name, help=summary, description=description,
+                          epilog=epilog, formatter_class=_HelpFormatter)  # fmt: skip
+
+
+def _commands(p: argparse.ArgumentParser, dest: str, what: str):
+    """The subcommands of ``p`` (one of them is required)."""
+    return p.add_subparsers(dest=dest, required=True, metavar="COMMAND", title="commands",
+                            help=what)  # fmt: skip
+
+
+def _study_parsers(st) -> None:
+    _add(
+        st,
+        "list",
+        "list the catalog's studies: name, number of runs, first sentence of the description",
+        epilog="A study file that cannot be loaded is listed with its error instead of its "
+        "description; the others are still listed and the exit status is 1.",
     ).set_defaults(fn=_study_list)
-    tier_help = "full, cpu, smoke, or a tier the study adds (extra_tiers)"
-    sh = st.add_parser("show", help="print a study's resolved configuration")
-    sh.add_argument("name", type=_nonempty)
-    sh.add_argument("--tier", type=_nonempty, help=tier_help)
+
+    sh = _add(
+        st,
+        "show",
+        "print a study's description and the settings its runs use",
+        "Print a study's description and the settings that apply to its runs, for one tier: "
+        "defaults included, keys no run reads (another optimizer's, a recurrent model's on a "
+        "circuit) left out, then its sweep axes, per-rule and variant tables and claims. The "
+        "text lines are TOML comments, so the output parses as TOML.",
+    )
+    sh.add_argument("name", type=_nonempty, metavar="NAME", help=_STUDY_NAME_HELP)
+    sh.add_argument("--tier", type=_nonempty, help=_TIER_HELP)
     sh.set_defaults(fn=_study_show)
-    run = st.add_parser("run", help="train and evaluate a study")
-    run.add_argument("name", type=_nonempty)
-    run.add_argument("--tier", type=_nonempty, help=tier_help)
+
+    run = _add(
+        st,
+        "run",
+        "train and evaluate every run of a study, then write its report",
+        "Train and evaluate every run of a study's sweep, one HDF5 run file per run under "
+        "the output folder, with a progress bar and one line per epoch, then write the "
+        "report. Rerunning on the same folder resumes: complete runs are skipped, an "
+        "interrupted one continues from its last checkpoint.",
+        epilog="Examples:\n"
+        "  analogebl study run mnist_dhn_c_ep\n"
+        "  analogebl study run seven_rules_mnist --tier cpu --executor local:2\n"
+        "  analogebl study run c_ep_cifar10 --tier smoke --set epochs=2 --seeds 0-2\n\n"
+        "Exit status: 0 when every run completed, 2 on bad input or when a run diverged.",
+    )
+    run.add_argument("name", type=_nonempty, metavar="NAME", help=_STUDY_NAME_HELP)
+    run.add_argument("--tier", type=_nonempty, help=_TIER_HELP)
     run.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override a study key, e.g. --set epochs=3 --set circuit.width=0.25",
+        help="override a study key in every run, the value in TOML syntax (a bare word is a "
+        "string); repeat for more keys, e.g. --set epochs=3 --set circuit.width=0.25. "
+        "Overrides win over variants, not over per-rule settings",
     )
-    run.add_argument("--backend", choices=BACKENDS)
-    run.add_argument("--device", type=_nonempty)
-    run.add_argument("--dtype", choices=DTYPES, help=_DTYPE_HELP)
-    run.add_argument("--seed", type=_integer(0, MAX_SEED), help="one seed (replaces a seed sweep)")
-    run.add_argument("--seeds", help="seed sweep: 0,1,2 or 0-4 (distinct seeds)")
     run.add_argument(
-        "--profile", type=_nonempty, help="hardware profile (see `analogebl profile list`)"
+        "--backend",
+        choices=BACKENDS,
+        help="compute backend (default: the study's, usually auto: torch on a GPU; on the "
+        "CPU numba for dense circuits and torch for convolutional ones); reference is the "
+        "slow NumPy oracle",
     )
-    run.add_argument("--epochs", type=_integer(1))
+    run.add_argument(
+        "--device",
+        type=_nonempty,
+        help="device of the torch backend: cpu, cuda or cuda:N; none clears the study's "
+        "(default: the study's, else the backend's choice)",
+    )
+    run.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        help="floating-point format of the relaxation (default: the study's, usually "
+        f"float32); {_DTYPE_HELP}",
+    )
+    run.add_argument(
+        "--seed",
+        type=_integer(0, MAX_SEED),
+        metavar="N",
+        help="run this one seed, replacing the study's seed sweep (a non-negative integer "
+        "below 2^63)",
+    )
+    run.add_argument(
+        "--seeds",
+        metavar="LIST",
+        help="sweep over these seeds: a list such as 0,1,2 or an inclusive range such as "
+        f"0-4 (distinct seeds, at most {MAX_SEEDS:,})",
+    )
+    run.add_argument(
+        "--profile",
+        type=_nonempty,
+        metavar="NAME",
+        help="hardware profile of every run (see analogebl profile list), or the path of a "
+        "profile file; none runs the ideal simulator (default: the study's)",
+    )
+    run.add_argument(
+        "--epochs",
+        type=_integer(1),
+        metavar="N",
+        help="training epochs of every run (default: the study's)",
+    )
     run.add_argument(
         "--threads",
         type=_threads,
-        help="threads per run: N, or auto (default: the cores not "
-        "busy with other work when the run starts, split among workers)",
+        metavar="N",
+        help="threads per run: a count, or auto: the cores not busy with other work when "
+        "the run starts, split among the workers (default: the study's, usually auto; "
+        "$ANALOGEBL_THREADS replaces auto)",
     )
     run.add_argument(
         "--out",
         type=_nonempty,
-        help="result folder (default runs/STUDY-TIER); an existing one is resumed",
+        metavar="DIR",
+        help="folder of the run files and the report (default: runs/STUDY-TIER); a folder "
+        "holding runs of the same study is resumed",
     )
     run.add_argument(
         "--executor",
         default="local",
-        help="local (default), local:N processes, or dask://HOST:PORT",
+        metavar="WHERE",
+        help="where the runs execute: local (the default: one after another in this "
+        "process), local:N (N worker processes), or dask://HOST:PORT (a Dask scheduler)",
     )
     run.add_argument(
         "--checkpoint-seconds",
         type=_non_negative,
         dest="checkpoint_seconds",
-        help="checkpoint interval inside an epoch, 0: every step (default: the study's "
-        "checkpoint_minutes)",
+        metavar="S",
+        help="seconds between checkpoints inside an epoch, 0 for every step (default: the "
+        "study's checkpoint_minutes, 10 minutes unless set)",
     )
-    run.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="log to standard error without progress bars, and end with one JSON summary "
+        "line (study, tier, output folder, runs, report files) on standard output",
+    )
     run.set_defaults(fn=_study_run)
-    rp = st.add_parser("report", help="tables and figures from the HDF5 files under DIR")
-    rp.add_argument("dir", type=_nonempty)
-    rp.add_argument("--out", type=_nonempty, help="report folder (default DIR/report)")
+
+    rp = _add(
+        st,
+        "report",
+        "write tables and figures from the run files of a study's output folder",
+        "Write tables (Markdown, CSV, LaTeX) and figures from the HDF5 run files under DIR "
+        "only, and test the study's claims over seeds. Runs of different tiers, epochs, "
+        "data sizes or configurations are never pooled; smoke tiers are marked as not "
+        "a result.",
+    )
+    rp.add_argument(
+        "dir",
+        type=_nonempty,
+        metavar="DIR",
+        help="the folder of a study's run files (the --out folder of analogebl study run)",
+    )
+    rp.add_argument(
+        "--out", type=_nonempty, metavar="DIR", help="folder of the report (default: DIR/report)"
+    )
     rp.set_defaults(fn=_study_report)
 
-    pr = sub.add_parser("profile", help="hardware profiles").add_subparsers(
-        dest="sub", required=True
-    )
-    pr.add_parser(
-        "list", help="list catalog profiles (exit status 1 if one cannot be loaded)"
+
+def _profile_parsers(pr) -> None:
+    _add(
+        pr,
+        "list",
+        "list the catalog's hardware profiles, one line each",
+        epilog="A profile file that cannot be loaded is listed with its error instead of "
+        "its description; the others are still listed and the exit status is 1.",
     ).set_defaults(fn=_profile_list)
-    ps = pr.add_parser("show", help="every field of a profile with unit and source")
-    ps.add_argument("name", type=_nonempty)
+    ps = _add(
+        pr,
+        "show",
+        "print every field of a hardware profile with its unit and source",
+        "Print a hardware profile: its description, file, references, and every field "
+        "with its value, SI unit and cited source (inherited fields included).",
+    )
+    ps.add_argument(
+        "name",
+        type=_nonempty,
+        metavar="NAME",
+        help="a profile of the catalog (see analogebl profile list), or the path of a "
+        "profile file ending in .toml",
+    )
     ps.set_defaults(fn=_profile_show)
 
-    ck = sub.add_parser("check", help="diagnostics").add_subparsers(dest="sub", required=True)
-    g = ck.add_parser("gradients", help="each rule's update vs the implicit gradient")
-    g.add_argument("--circuit", type=_nonempty, default="tiny_dense")
+
+def _check_parsers(ck) -> None:
+    g = _add(
+        ck,
+        "gradients",
+        "compare each learning rule's update with the exact gradient",
+        "Compare each learning rule's weight update with the exact gradient of the loss "
+        "(implicit differentiation at the free equilibrium) on one random batch: relative "
+        "error and cosine per nudge strength beta, and the fitted log-log slope of the "
+        "error (about 1 for P-EP and N-EP, about 2 for C-EP). The backprop baselines are "
+        "swept over their iteration counts instead.",
+        epilog="Examples:\n"
+        "  analogebl check gradients\n"
+        "  analogebl check gradients --circuit tiny_conv --rules c_ep,p_ep --json\n"
+        "  analogebl check gradients --model looped_mlp",
+    )
+    g.add_argument(
+        "--circuit",
+        type=_nonempty,
+        default="tiny_dense",
+        metavar="NAME",
+        help="catalog circuit to check (default: tiny_dense; tiny_conv is a convolutional one)",
+    )
     g.add_argument(
         "--model",
         type=_nonempty,
-        help="check a recurrent model instead (looped_mlp, toroidal_mlp, modern_eqprop)",
+        metavar="NAME",
+        help="check a recurrent model instead of a circuit: looped_mlp, toroidal_mlp or "
+        "modern_eqprop (torch, float64; --circuit, --width, --backend and --dtype do not "
+        "apply)",
     )
     g.add_argument(
-        "--rules", type=_names, help="comma-separated (default: every rule of the circuit or model)"
+        "--rules",
+        type=_names,
+        metavar="LIST",
+        help="comma-separated rules to check (default: every rule of the circuit, or of "
+        "the model with --model)",
     )
-    g.add_argument("--width", type=_positive)
-    g.add_argument("--backend", default="reference", choices=BACKENDS[1:])
-    g.add_argument("--dtype", default="float64", choices=DTYPES, help=_DTYPE_HELP)
-    g.add_argument("--seed", type=_integer(0, MAX_SEED), default=1)
-    g.add_argument("--batch", type=_integer(1), default=1)
-    g.add_argument("--iterations", type=_integer(1), default=2000)
     g.add_argument(
-        "--betas", type=_betas, help="comma-separated sweep (default 5 values in [1e-3, 1e-1])"
+        "--width",
+        type=_positive,
+        metavar="W",
+        help="channel-width multiplier of the circuit, a number > 0 (default: the circuit file's)",
     )
-    g.add_argument("--json", action="store_true")
+    g.add_argument(
+        "--backend",
+        default="reference",
+        choices=BACKENDS[1:],
+        help="backend that relaxes the circuit (default: reference, the NumPy oracle)",
+    )
+    g.add_argument(
+        "--dtype",
+        default="float64",
+        choices=DTYPES,
+        help=f"floating-point format (default: float64); {_DTYPE_HELP}",
+    )
+    g.add_argument(
+        "--seed",
+        type=_integer(0, MAX_SEED),
+        default=1,
+        metavar="N",
+        help="seed of the weights and of the random batch (default: 1)",
+    )
+    g.add_argument(
+        "--batch",
+        type=_integer(1),
+        default=1,
+        metavar="N",
+        help="examples in the random batch; gradients are batch means (default: 1)",
+    )
+    g.add_argument(
+        "--iterations",
+        type=_integer(1),
+        default=2000,
+        metavar="N",
+        help="most iterations of the free phase (it stops at equilibrium) and iterations of "
+        "each nudged phase (default: 2000)",
+    )
+    g.add_argument(
+        "--betas",
+        type=_betas,
+        metavar="LIST",
+        help="comma-separated nudge strengths beta > 0 (default: 5 values spaced "
+        "logarithmically from 0.001 to 0.1)",
+    )
+    g.add_argument(
+        "--json", action="store_true", help="print the result as one JSON object, not a table"
+    )
     g.set_defaults(fn=_check_gradients)
 
-    dt = sub.add_parser("data", help="datasets").add_subparsers(dest="sub", required=True)
-    dc = dt.add_parser("check", help="verify dataset files against MD5SUMS")
-    dc.add_argument("--root", type=_nonempty, help="data folder (default $ANALOGEBL_DATA)")
+
+def _data_parsers(dt) -> None:
+    dc = _add(
+        dt,
+        "check",
+        "check the dataset files against the official checksums",
+        "Check the dataset files in the data folder against the official checksums "
+        "shipped with analogebl. Each dataset is reported as ok, BAD (which file, and "
+        "why) or absent (with where to download it). CIFAR-100 has a published MD5 for "
+        "its archive only: its extracted files are checked by size, record count and "
+        "label range. A checksum list named MD5SUMS in the data folder is checked too,\n"
+        "in addition to the official checksums.",
+        epilog="Exit status: 0 when every file present is intact (absent datasets are not "
+        "an error), 1 when a file is not, 2 when the data folder does not exist or its "
+        "MD5SUMS is malformed.",
+    )
+    dc.add_argument(
+        "--root",
+        type=_nonempty,
+        metavar="DIR",
+        help="the data folder (default: $ANALOGEBL_DATA)",
+    )
     dc.set_defaults(fn=_data_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``analogebl`` argument parser.
+
+    Every flag value is checked when the command line is parsed (a bad one is a one-line
+    usage error, exit status 2); each subcommand sets ``fn``, the function that runs it.
+    The documentation's command reference is generated from this parser, so every command
+    and flag carries a help text.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser of ``analogebl [--version] COMMAND ...``.
+    """
+    from analogebl import __version__
+
+    p = _Parser(prog="analogebl", description=_DESCRIPTION, epilog=_EPILOG,
+                formatter_class=_HelpFormatter)  # fmt: skip
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"analogebl {__version__}",
+        help="print the version (analogebl X.Y.Z) and exit",
+    )
+    sub = _commands(p, "command", "what to do")
+    _study_parsers(
+        _commands(
+            _add(sub, "study", "list, show, run and report studies (named experiments)",
+                 "Studies are named experiments (studies/NAME.toml): a configuration with "
+                 "full, cpu and smoke tiers, sweep axes and claims tested over seeds."),
+            "sub",
+            "what to do with studies",
+        )
+    )  # fmt: skip
+    _profile_parsers(
+        _commands(
+            _add(sub, "profile", "list and show hardware profiles",
+                 "Hardware profiles (hardware_profiles/NAME.toml) describe the devices, "
+                 "converters, tiles and wires a circuit's couplings are made of, every "
+                 "field with its SI unit and cited source."),
+            "sub",
+            "what to do with hardware profiles",
+        )
+    )  # fmt: skip
+    _check_parsers(
+        _commands(
+            _add(sub, "check", "diagnostics: each learning rule against the exact gradient"),
+            "sub",
+            "which check to run",
+        )
+    )
+    _data_parsers(
+        _commands(
+            _add(sub, "data", "check the dataset files",
+                 "The datasets (MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100, SVHN) are read "
+                 "in their official formats from the folder named by $ANALOGEBL_DATA; "
+                 "nothing is downloaded."),
+            "sub",
+            "what to do with the datasets",
+        )
+    )  # fmt: skip
     return p
 
 

@@ -346,6 +346,10 @@ def verify_checksums(root: str | os.PathLike | None = None) -> Iterator[tuple[st
     ``..`` part) raises :class:`~analogebl.errors.DataError` naming ``MD5SUMS`` and the line
     before anything is yielded. A listed path that is missing or not a regular file does
     not match.
+
+    This checks a user's own list only; ``analogebl data check`` checks the official
+    checksums shipped with the package (``analogebl.data.checksums.check_datasets``) and a
+    root's ``MD5SUMS`` in addition.
     """
     root = data_root(root)
     sums = root / "MD5SUMS"
