@@ -19,7 +19,7 @@ from analogebl.learning.rules import (
     Rule,
     make_rule,
 )
-from analogebl.plan import build_plan
+from analogebl.plan import build_plan, derive_rng
 
 __all__ = ["Network"]
 
@@ -68,6 +68,10 @@ class Network:
         self.circuit = circuit
         self.plan = build_plan(circuit, seed, profile, data_stats)
         self.backend = make_backend(backend, self.plan, dtype, device)
+        if self.plan.profile is not None:
+            # noisy converters draw from this until a CrossbarUpdater installs its own (the
+            # same stream): relax and evaluate work on a network built with any profile
+            self.backend.set_converter_rng(derive_rng(seed, "hardware/convert"))
         self._warm: list[Any] | None = None
 
     @classmethod

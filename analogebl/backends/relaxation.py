@@ -472,12 +472,24 @@ class RelaxationMixin:
         target: Array | None = None,
         clamp_output: bool = False,
     ) -> float:
-        """``max_k max |s_k - act(h_k)|`` over the free layers: 0 at a fixed point."""
+        """``max_k max |s_k - act(h_k)|`` over the free layers: 0 at a fixed point.
+
+        Under read noise the fields are those of the last relaxation's draw, the weights the
+        state settled under (the noise-free weights would report the noise itself as
+        distance from equilibrium: 0.015 for a state at an exact fixed point of its draw).
+        """
         free = self.plan.free_layers(clamp_output)
-        return max(
-            self.op_abs_max(state[k] - self._activate(k, self.field(state, k), beta, target))
-            for k in free
-        )
+        noisy = self._read is None and self._noise_now is not None
+        if noisy:
+            self._apply_read_noise()
+        try:
+            return max(
+                self.op_abs_max(state[k] - self._activate(k, self.field(state, k), beta, target))
+                for k in free
+            )
+        finally:
+            if noisy:
+                self._read = None
 
     def energy(self, state: list[Array], beta: float = 0.0, target: Array | None = None) -> Array:
         """Per-example ``E(s) (+ beta/2 ||o - y||^2)``, shape ``(N,)``.
