@@ -38,14 +38,18 @@ class Activation(StrEnum):
 
 
 class CouplingKind(StrEnum):
-    DENSE = "dense"
-    CONV = "conv"
+    """How a coupling maps its pre-synaptic layer to the post-synaptic one."""
+
+    DENSE = "dense"  #: a full matrix product
+    CONV = "conv"  #: a convolution, then a 2x2 pool (:class:`Pool`)
 
 
 class Pool(StrEnum):
-    MAX = "max"
-    AVG = "avg"
-    NONE = "none"
+    """The 2x2 pooling inside a conv coupling's energy term."""
+
+    MAX = "max"  #: max-pooling (argmax taken at the current pre-synaptic state)
+    AVG = "avg"  #: average pooling
+    NONE = "none"  #: no pooling: the post layer keeps the conv output's size
 
 
 @dataclass(frozen=True)
