@@ -1,6 +1,6 @@
 """An independent, slow NumPy oracle of the DCHN: relaxation, energy and EP gradients.
 
-Written directly from the equations (README "Physics and conventions";
+Written directly from the equations (docs/concepts/physics.md;
 ``shared/reference/ebl_algorithms.md`` §1-3), sharing no code with
 ``analogebl.backends.engine`` or ``analogebl.backends.reference``. It reads a
 :class:`~analogebl.plan.Plan` only for the parameter arrays, layer shapes and the kind of
