@@ -52,7 +52,7 @@ def _thread_budget(asked, previous, share: int | None, log) -> int:
 def run_training(
     study,
     log: Callable[[str], None] | None = None,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     path: str | Path | None = None,
     checkpoint_seconds: float | None = None,
     max_threads: int | None = None,

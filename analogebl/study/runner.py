@@ -282,7 +282,7 @@ def _execute(
     path: str,
     checkpoint_seconds: float | None,
     threads: int | None,
-    progress: bool | None,
+    progress: bool | str | None,
     quiet: bool,
 ) -> RunSummary:
     """Train one run (in this process or a worker) on at most ``threads`` threads (``None``:
@@ -381,6 +381,8 @@ def _launch(
     workers write only their own run files)."""
     if kind == "local":
         return [_execute(r, p, checkpoint_seconds, None, progress, quiet) for r, p in jobs]
+    # workers share one stderr: plain progress lines (prefixed with the run), never bars
+    lines = False if progress is False else "lines"
     if kind == "pool":
         n, threads = pool_plan(
             [parse_threads(r["threads"]) for r, _ in jobs], int(arg), resolve_threads("auto")
@@ -395,7 +397,7 @@ def _launch(
         try:
             with cf.ProcessPoolExecutor(n, mp_context=ctx) as pool:
                 futs = [
-                    pool.submit(_execute, r, p, checkpoint_seconds, threads, False, quiet)
+                    pool.submit(_execute, r, p, checkpoint_seconds, threads, lines, quiet)
                     for r, p in jobs
                 ]
                 return [f.result() for f in futs]
@@ -412,7 +414,7 @@ def _launch(
             p,
             checkpoint_seconds,
             1,
-            False,
+            lines,
             quiet,
             pure=False,
             key=f"{study.name}-{r.run_id}-{os.getpid()}",

@@ -151,10 +151,11 @@ def build_schedule(spec: RunSpec):
     return ConstantSchedule()
 
 
-def fit_options(spec: RunSpec, ds, checkpoint_seconds: float | None, progress: bool | None):
+def fit_options(spec: RunSpec, ds, checkpoint_seconds: float | None, progress: bool | str | None):
     """:class:`FitOptions` from the run (``checkpoint_seconds`` overrides
     ``checkpoint_minutes``; ``progress=None``: on, which is a bar when stderr is a terminal
-    and a plain line about every 30 s otherwise, :mod:`analogebl.training.progress`)."""
+    and a plain line about every 30 s otherwise, :mod:`analogebl.training.progress`;
+    ``"lines"``: plain lines even on a terminal)."""
     from analogebl.data import DEFAULT_AUGMENTATION
 
     every_s = spec.checkpoint_minutes * 60.0 if checkpoint_seconds is None else checkpoint_seconds

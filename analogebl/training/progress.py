@@ -150,11 +150,14 @@ class Progress:
         if self.enabled and self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(
-                total=self.steps_per_epoch, initial=first_step,
-                desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, file=self.stream,
-                dynamic_ncols=True, bar_format=_BAR_FORMAT,
-            )  # fmt: skip
+            try:
+                self.bar = tqdm(
+                    total=self.steps_per_epoch, initial=first_step,
+                    desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, file=self.stream,
+                    dynamic_ncols=True, bar_format=_BAR_FORMAT,
+                )  # fmt: skip
+            except (OSError, ValueError):
+                self._lost()
 
     def step(
         self,
@@ -188,11 +191,14 @@ class Progress:
             return
         if self.bar is not None:
             eta = self.shown_eta()
-            self.bar.set_postfix(
-                {"err": f"{error:.3f}", "cost": f"{cost:.3f}", "E": f"{energy:.2f}",
-                 "eta": _fmt(eta[0]), "run": _fmt(eta[1])}, refresh=False,
-            )  # fmt: skip
-            self.bar.update(1)
+            try:
+                self.bar.set_postfix(
+                    {"err": f"{error:.3f}", "cost": f"{cost:.3f}", "E": f"{energy:.2f}",
+                     "eta": _fmt(eta[0]), "run": _fmt(eta[1])}, refresh=False,
+                )  # fmt: skip
+                self.bar.update(1)
+            except (OSError, ValueError):
+                self._lost()
         elif now - self._t_line >= self.interval and self.step_index < self.steps_per_epoch:
             self._t_line = now
             self._write(self.line())
@@ -209,7 +215,10 @@ class Progress:
     def close(self) -> None:
         """Close the bar (if any); safe to call more than once."""
         if self.bar is not None:
-            self.bar.close()
+            try:
+                self.bar.close()
+            except (OSError, ValueError):
+                self._lost()
             self.bar = None
 
     def message(self, text: str) -> None:
@@ -263,12 +272,14 @@ class Progress:
         return self.eta() if self._warm[1] else (math.nan, math.nan)
 
     def estimate_message(self) -> str:
-        """The one-off "estimated time: ... per epoch, ... for the remaining N epochs"."""
+        """The one-off "estimated time: ... per epoch, ... left in the run (this epoch and N
+        more)" (the time left counts the rest of this epoch and every later epoch)."""
         s, v = self.seconds_per_step(), self.eval_seconds()
-        left = self.epochs - self.epoch
+        later = max(self.epochs - self.epoch - 1, 0)
+        more = f"this epoch and {later} more" if later else "this epoch"
         return (
             f"estimated time: {_fmt(self.steps_per_epoch * s + v)} per epoch, "
-            f"{_fmt(self.eta()[1])} for the remaining {left} epochs"
+            f"{_fmt(self.eta()[1])} left in the run ({more})"
         )
 
     def line(self) -> str:
@@ -292,8 +303,17 @@ class Progress:
             self._t_trained = None
 
     def _write(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed file, a broken pipe: progress never stops a run
+            self._lost()
+
+    def _lost(self) -> None:
+        """The stream is gone: report nothing more (the run goes on)."""
+        self.enabled = False
+        self.bar = None
+        self.stream = None
 
 
 def _isatty(stream) -> bool:

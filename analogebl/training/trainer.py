@@ -93,8 +93,9 @@ class FitOptions:
     checkpoint_seconds: float = 600.0
     measure_memory: bool = False
     #: report progress on stderr: a bar on a terminal, a plain line about every 30 s
-    #: otherwise (:mod:`analogebl.training.progress`)
-    progress: bool = False
+    #: otherwise (:mod:`analogebl.training.progress`); ``"lines"``: plain lines even on a
+    #: terminal (pool and Dask workers, whose bars would overwrite each other)
+    progress: bool | str = False
     #: examples in the per-epoch gradient-fidelity probe batch (0: no probes)
     probes: int = 0
 
@@ -245,98 +246,103 @@ class Trainer:
         # a bar on a terminal, a line every ~30 s otherwise; a resumed run does not
         # announce its time again (the bar and the lines still show the refreshed ETA)
         progress = Progress(
-            n_batches, opts.epochs, (start_epoch, start_step), enabled=opts.progress, log=log,
+            n_batches, opts.epochs, (start_epoch, start_step), enabled=bool(opts.progress),
+            tty=False if opts.progress == "lines" else None, log=log,
             eval_fraction=0.6 * len(ds.test_y) / len(ds.train_y), announce=not resumed,
             label="" if result.path is None else Path(result.path).stem,
         )  # fmt: skip
         undefined: set[str] | None = None  # step metrics NaN from the first step on
         warned_equilibrium = False
-        for epoch in range(start_epoch, opts.epochs):
-            if epoch != start_epoch:
-                sums = {}  # before t0: a checkpoint's time belongs to its own epoch
-            # a resumed epoch continues its clock from the checkpoint
-            t0 = time.perf_counter() - sums.get("seconds", 0.0)
-            self.schedule.apply(opt, epoch)
-            rng = derive_rng(seed, f"data/order/epoch{epoch}")
-            first = start_step if epoch == start_epoch else 0
-            batches = iterate_batches(
-                ds.train_x, ds.train_y, opts.batch_size, rng=rng, mean=ds.mean, std=ds.std,
-                pad_to=opts.pad_to, augmentation=opts.augmentation, dtype=opts.dtype,
-                start_batch=first,
-            )  # fmt: skip
-            progress.begin_epoch(epoch, first)
-            for k in ("n", "steps", "train_seconds"):
-                sums.setdefault(k, 0.0)
-            last_ck = time.perf_counter()
-            t_train = time.perf_counter() - sums["train_seconds"]
-            for step, (xb, yb) in enumerate(batches, start=first):
-                if opts.measure_memory and step == min(first + 1, n_batches - 1):
-                    # the second step: the first pays one-time allocations (JIT, caches)
-                    m, peak = peak_memory(functools.partial(self.step, xb, yb))
-                    sums["peak_step_MB"] = max(sums.get("peak_step_MB", 0.0), peak)
-                else:
-                    m = self.step(xb, yb)
-                sums["steps"] += 1
-                if undefined is None:
-                    undefined = {k for k, v in m.items() if math.isnan(v)} - {"cost"}
-                bad = net.check_finite() or _bad_value(m, undefined, "the step's")
-                if bad is not None:
-                    progress.close()
-                    raise self._diverged(recorder, bad, epoch, step)
-                n = len(yb)
-                sums["n"] += n
-                for k, v in m.items():  # cost, error, energy, residual (+ a model's extras)
-                    if f"m_{k}" not in sums and sums["n"] > n:
-                        # a metric this version adds, in an epoch an older one began: the
-                        # epoch's mean is unknown (NaN), not a mean over part of it
-                        sums[f"m_{k}"] = math.nan
-                    sums[f"m_{k}"] = sums.get(f"m_{k}", 0.0) + v * n
-                progress.step(
-                    n, sums["m_error"] / sums["n"], sums["m_cost"] / sums["n"],
-                    sums["m_energy"] / sums["n"],
+        try:  # the bar is closed however the loop ends (an error, Ctrl-C)
+            for epoch in range(start_epoch, opts.epochs):
+                if epoch != start_epoch:
+                    sums = {}  # before t0: a checkpoint's time belongs to its own epoch
+                # a resumed epoch continues its clock from the checkpoint
+                t0 = time.perf_counter() - sums.get("seconds", 0.0)
+                self.schedule.apply(opt, epoch)
+                rng = derive_rng(seed, f"data/order/epoch{epoch}")
+                first = start_step if epoch == start_epoch else 0
+                batches = iterate_batches(
+                    ds.train_x, ds.train_y, opts.batch_size, rng=rng, mean=ds.mean, std=ds.std,
+                    pad_to=opts.pad_to, augmentation=opts.augmentation, dtype=opts.dtype,
+                    start_batch=first,
                 )  # fmt: skip
-                if step + 1 < n_batches and time.perf_counter() - last_ck >= (
-                    opts.checkpoint_seconds
-                ):
-                    sums["seconds"] = time.perf_counter() - t0
-                    sums["train_seconds"] = time.perf_counter() - t_train
-                    recorder.write(self.checkpoint(epoch, step + 1, sums))
-                    last_ck = time.perf_counter()
-            progress.end_training()
-            train_seconds = time.perf_counter() - t_train
-            row, r = self._epoch_row(ds, opts, epoch, sums, t0, train_seconds, init_weights,
-                                     val, diagnostic_x)  # fmt: skip
-            if not self.updater.ideal:
-                row.update(_per_update(row, recorder.metrics))
-            partial = {k[2:] for k, v in sums.items() if k.startswith("m_") and math.isnan(v)}
-            nan_ok = _MAY_BE_NAN | {_ROW_NAMES.get(k, k) for k in (undefined or set()) | partial}
-            # a probe's cosine or norm ratio is undefined (NaN) where a gradient vanishes
-            nan_ok |= {k for k in row if k.startswith("probe_")}
-            bad = _bad_value(row, nan_ok, "the recorded")
-            if bad is not None:
-                raise self._diverged(recorder, bad, epoch, None)
-            result.epochs.append(r)
-            if not warned_equilibrium:
-                warned_equilibrium = _warn_off_equilibrium(row, self.free_iterations, log)
-            for k, v in row.items():
-                # a metric this version adds to a run an older one started: NaN before
-                recorder.metrics.setdefault(k, [math.nan] * epoch).append(float(v))
-            if epoch + 1 == opts.epochs:
-                recorder.meta.update(complete=True, status="complete")
-            recorder.write(self.checkpoint(epoch + 1, 0, {}))
-            hw = ""
-            if "pulses_per_update" in row:
-                hw = (
-                    f"  pulses/update {row['pulses_per_update']:.3g}  J/update "
-                    f"{row['train_J_per_update']:.3g} (pulses {row['update_J_per_update']:.2g})"
-                    f"  J/inference {row['inference_energy_J']:.3g}"
+                progress.begin_epoch(epoch, first)
+                for k in ("n", "steps", "train_seconds"):
+                    sums.setdefault(k, 0.0)
+                last_ck = time.perf_counter()
+                t_train = time.perf_counter() - sums["train_seconds"]
+                for step, (xb, yb) in enumerate(batches, start=first):
+                    if opts.measure_memory and step == min(first + 1, n_batches - 1):
+                        # the second step: the first pays one-time allocations (JIT, caches)
+                        m, peak = peak_memory(functools.partial(self.step, xb, yb))
+                        sums["peak_step_MB"] = max(sums.get("peak_step_MB", 0.0), peak)
+                    else:
+                        m = self.step(xb, yb)
+                    sums["steps"] += 1
+                    if undefined is None:
+                        undefined = {k for k, v in m.items() if math.isnan(v)} - {"cost"}
+                    bad = net.check_finite() or _bad_value(m, undefined, "the step's")
+                    if bad is not None:
+                        progress.close()
+                        raise self._diverged(recorder, bad, epoch, step)
+                    n = len(yb)
+                    sums["n"] += n
+                    for k, v in m.items():  # cost, error, energy, residual (+ a model's extras)
+                        if f"m_{k}" not in sums and sums["n"] > n:
+                            # a metric this version adds, in an epoch an older one began: the
+                            # epoch's mean is unknown (NaN), not a mean over part of it
+                            sums[f"m_{k}"] = math.nan
+                        sums[f"m_{k}"] = sums.get(f"m_{k}", 0.0) + v * n
+                    progress.step(
+                        n, sums["m_error"] / sums["n"], sums["m_cost"] / sums["n"],
+                        sums["m_energy"] / sums["n"],
+                    )  # fmt: skip
+                    if step + 1 < n_batches and time.perf_counter() - last_ck >= (
+                        opts.checkpoint_seconds
+                    ):
+                        sums["seconds"] = time.perf_counter() - t0
+                        sums["train_seconds"] = time.perf_counter() - t_train
+                        recorder.write(self.checkpoint(epoch, step + 1, sums))
+                        last_ck = time.perf_counter()
+                progress.end_training()
+                train_seconds = time.perf_counter() - t_train
+                row, r = self._epoch_row(ds, opts, epoch, sums, t0, train_seconds, init_weights,
+                                         val, diagnostic_x)  # fmt: skip
+                if not self.updater.ideal:
+                    row.update(_per_update(row, recorder.metrics))
+                partial = {k[2:] for k, v in sums.items() if k.startswith("m_") and math.isnan(v)}
+                nan = (undefined or set()) | partial
+                nan_ok = _MAY_BE_NAN | {_ROW_NAMES.get(k, k) for k in nan}
+                # a probe's cosine or norm ratio is undefined (NaN) where a gradient vanishes
+                nan_ok |= {k for k in row if k.startswith("probe_")}
+                bad = _bad_value(row, nan_ok, "the recorded")
+                if bad is not None:
+                    raise self._diverged(recorder, bad, epoch, None)
+                result.epochs.append(r)
+                if not warned_equilibrium:
+                    warned_equilibrium = _warn_off_equilibrium(row, self.free_iterations, log)
+                for k, v in row.items():
+                    # a metric this version adds to a run an older one started: NaN before
+                    recorder.metrics.setdefault(k, [math.nan] * epoch).append(float(v))
+                if epoch + 1 == opts.epochs:
+                    recorder.meta.update(complete=True, status="complete")
+                recorder.write(self.checkpoint(epoch + 1, 0, {}))
+                hw = ""
+                if "pulses_per_update" in row:
+                    hw = (
+                        f"  pulses/update {row['pulses_per_update']:.3g}  J/update "
+                        f"{row['train_J_per_update']:.3g} (pulses {row['update_J_per_update']:.2g})"
+                        f"  J/inference {row['inference_energy_J']:.3g}"
+                    )
+                log(
+                    f"epoch {r.epoch}/{opts.epochs}  train_error {100 * r.train_error:6.2f}%  "
+                    f"cost {r.train_cost:.4f}  energy {row['energy']:.3f}  "
+                    f"test_error {100 * r.test_error:6.2f}%{hw}  ({r.seconds:.1f} s)"
                 )
-            log(
-                f"epoch {r.epoch}/{opts.epochs}  train_error {100 * r.train_error:6.2f}%  "
-                f"cost {r.train_cost:.4f}  energy {row['energy']:.3f}  "
-                f"test_error {100 * r.test_error:6.2f}%{hw}  ({r.seconds:.1f} s)"
-            )
-            progress.end_epoch()
+                progress.end_epoch()
+        finally:
+            progress.close()
         result.seconds = time.perf_counter() - t_start
         return result
 

@@ -78,7 +78,7 @@ def test_installed_wheel_finds_the_catalogs(tmp_path):
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for name in ("analogebl", *KINDS):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, src / name)
 
     pip = ["-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
@@ -91,6 +91,10 @@ def test_installed_wheel_finds_the_catalogs(tmp_path):
     )
     (wheel,) = wheels.glob("analogebl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    version = wheel.name.split("-")[1]
+    assert f"analogebl-{version}.dist-info/licenses/LICENSE" in names
+    meta = zipfile.ZipFile(wheel).read(f"analogebl-{version}.dist-info/METADATA").decode()
+    assert "License-Expression: MIT" in meta
     for kind in KINDS:
         for f in (ROOT / kind).glob("*.toml"):
             assert f"analogebl/_catalogs/{kind}/{f.name}" in names
@@ -138,5 +142,14 @@ def test_installed_wheel_finds_the_catalogs(tmp_path):
     assert len(studies.splitlines()) == len(list((ROOT / "studies").glob("*.toml")))
     profiles = run(bindir / "analogebl", "profile", "list")
     assert "reram_like" in profiles and "ideal_fp32" in profiles
+    assert run(python, "-m", "analogebl", "--version").strip() == f"analogebl {version}"
+
+    # the five-minute tour, run from outside the repository on the installed package only
+    tour = ROOT / "examples" / "five_minute_tour.py"
+    data = os.environ.get("ANALOGEBL_DATA")
+    if data and (Path(data) / "mnist").is_dir():
+        env["ANALOGEBL_DATA"] = str(Path(data).resolve())
+        out = run(python, "-P", tour, "--fast")  # -P: the script's folder is not on sys.path
+        assert "cosine(C-EP, implicit) = 0.99" in out and "final test error" in out
     shown = tomllib.loads(run(bindir / "analogebl", "study", "show", "mnist_dhn_c_ep"))
     assert shown["circuit"]["name"] == "dhn_mnist"

@@ -82,7 +82,8 @@ def test_eta_leaves_out_the_warm_up_and_is_refreshed():
     _steps(p, clock, [1.0] * 8)  # 10 steps after the warm-up: the one-off estimate
     assert len(logged) == 1
     per_epoch, remaining = re.match(
-        r"estimated time: (.+) per epoch, (.+) for the remaining 3 epochs", logged[0]
+        r"estimated time: (.+) per epoch, (.+) left in the run \(this epoch and 2 more\)",
+        logged[0],
     ).groups()
     assert _seconds(per_epoch) == pytest.approx(n, rel=0.1)
     assert _seconds(remaining) == pytest.approx(truth - 8, rel=0.1)
@@ -166,11 +167,18 @@ def test_disabled_progress_writes_nothing_but_still_announces():
     assert len(logged) == 1 and logged[0].startswith("estimated time")
 
 
-def test_a_real_run_writes_progress_lines_to_a_log(data_dir, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "progress, terminal",
+    [(True, False), ("lines", True)],  # "lines": a pool or Dask worker, even on a terminal
+)
+def test_a_real_run_writes_progress_lines_to_a_log(
+    data_dir, tmp_path, capsys, monkeypatch, progress, terminal
+):
     from analogebl.pipeline import run_training
     from analogebl.study import load_study, parse_set
 
     monkeypatch.setattr(progress_mod, "HEARTBEAT_SECONDS", 0.0)  # a line every step
+    monkeypatch.setattr(progress_mod, "_isatty", lambda stream: terminal)
     sets = [
         "epochs=2",
         "train_subset=200",
@@ -182,13 +190,31 @@ def test_a_real_run_writes_progress_lines_to_a_log(data_dir, tmp_path, capsys, m
     ]
     study = load_study("mnist_dhn_c_ep", "smoke", [parse_set(s) for s in sets])
     logged = []
-    res = run_training(study, log=logged.append, progress=True, path=tmp_path / "run.h5")
+    res = run_training(study, log=logged.append, progress=progress, path=tmp_path / "run.h5")
     assert len(res.epochs) == 2
     err = capsys.readouterr().err
-    assert "\r" not in err  # pytest's stderr is no terminal: no bar
+    assert "\r" not in err  # no bar
     lines = [s for s in err.splitlines() if s.startswith("[run] epoch ")]
     assert any("epoch 1/2  step 1/4 " in s for s in lines), err
     assert any("epoch 2/2  step 3/4 " in s for s in lines), err
     assert all("ETA epoch" in s and "samples/s" in s for s in lines)
     assert sum(s.startswith("estimated time: ") for s in logged) == 1
     assert sum(s.startswith("epoch ") for s in logged) == 2  # the per-epoch lines
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_a_closed_stream_turns_progress_off_and_never_stops_the_run(tty):
+    """A log file closed under the run (or a broken pipe): the loop's calls go on, silently."""
+    clock, out = Clock(), io.StringIO()
+    p = Progress(50, 2, stream=out, tty=tty, log=lambda s: None, clock=clock, interval=1.0)
+    p.begin_epoch(0)
+    _steps(p, clock, [2.0] * 3)
+    out.close()
+    _steps(p, clock, [2.0] * 5)  # would write a line (or redraw the bar) at every step
+    p.end_training()
+    p.end_epoch()
+    p.begin_epoch(1)
+    _steps(p, clock, [2.0] * 2)
+    p.close()
+    if not tty:  # (tqdm throttles its redraws, and may swallow a failed one itself)
+        assert not p.enabled and p.stream is None
