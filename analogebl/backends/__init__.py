@@ -4,11 +4,11 @@ one engine (:mod:`analogebl.backends.engine`).
 ``make_backend("auto", ...)`` picks, by measurement on 2-core CPUs (``benchmarks/``):
 
 * torch on CUDA when a GPU is there (or ``device`` names one);
-* numba on the CPU for circuits of dense couplings only (BLAS GEMMs; 365 vs 340 samples/s
-  on ``dhn_deep`` relaxation at batch 256);
-* torch on the CPU for circuits with convolutions: oneDNN's direct convolutions beat
-  im2col + OpenBLAS GEMM at these sizes (the GEMMs alone cap numba at ~43 samples/s on the
-  width-0.25 DCHN C-EP step; torch does ~45).
+* numba on the CPU for circuits of dense couplings only (BLAS GEMMs and compiled phases:
+  dhn_mnist C-EP steps 3.2x / 2.2x / 2.2x torch's samples/s at batch 1 / 8 / 128);
+* torch on the CPU for circuits with convolutions: oneDNN's direct convolutions run at
+  about 95 % of the GEMM peak, numba's per-tap GEMMs (or im2col + GEMM) and pooling kernels
+  at about 45 % (width-0.25 DCHN C-EP step at batch 32: numba 26.8, torch 56-59 samples/s).
 
 The choice is logged at WARNING level (visible by default) once per distinct outcome, as
 brian2 does for its code-generation target: name a backend to pick one explicitly.

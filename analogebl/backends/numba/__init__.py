@@ -1,9 +1,12 @@
-"""The numba CPU backend: im2col + BLAS GEMM convolutions, fused pooling / layout kernels.
+"""The numba CPU backend: BLAS GEMM convolutions, fused pooling / layout kernels.
 
-Convolution couplings work on the *raw* GEMM layout ``(O, N, H, W)`` (see
-:mod:`analogebl.backends.numba.kernels`): the forward product is one GEMM followed by one
-kernel that pools, records the max-pool argmax and writes the NCHW result; the adjoint
-unpools straight into the raw layout, does one GEMM and one col2im gather. Dense couplings
+A 'same' convolution with at least ``shifted.MIN_CHANNELS`` input channels is a sum of one
+GEMM per kernel tap on the shared-padding grid (:mod:`analogebl.backends.numba.shifted`:
+no im2col, no col2im); the others (a network's first layer, hardware tile reads) use
+im2col + one GEMM on the *raw* layout ``(O, N, H, W)`` (see
+:mod:`analogebl.backends.numba.kernels`). Either way the forward product is followed by one
+kernel that pools, records the max-pool argmax and writes the NCHW result, and the adjoint
+unpools straight into the product's layout. Dense couplings
 are single BLAS GEMMs on contiguous arrays. The relaxation schedule, phases, energy and
 adjoints are the shared engine's (:mod:`analogebl.backends.engine`), so this backend is
 exactly the reference's algorithm with faster primitives; the engine's per-relaxation cache
@@ -24,6 +27,7 @@ import numpy as np
 from analogebl import threads as T
 from analogebl.backends.numba import kernels as K
 from analogebl.backends.numba import phases as P
+from analogebl.backends.numba import shifted as S
 from analogebl.backends.reference import ReferenceBackend
 from analogebl.plan import CouplingPlan
 
@@ -50,6 +54,15 @@ class NumbaBackend(ReferenceBackend):
         buf = self._scratch.get(key)
         if buf is None:
             buf = self._scratch[key] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def _grid_buffer(self, tag: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A reusable scratch array on a shifted-GEMM grid: zeroed once; the kernels that fill
+        it write only image positions, so its padding stays zero."""
+        key = ("grid", tag, shape, np.dtype(dtype).str)
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = np.zeros(shape, dtype=dtype)
         return buf
 
     # ------------------------------------------------------------------ threads
@@ -104,6 +117,26 @@ class NumbaBackend(ReferenceBackend):
         return self._dot(np.ascontiguousarray(a).T, np.ascontiguousarray(b))
 
     # ------------------------------------------------------------------ convolutions
+    # Two paths compute the same products (to rounding): shifted GEMMs on the shared-padding
+    # grid (:mod:`analogebl.backends.numba.shifted`) for 'same' convolutions with at least
+    # ``S.MIN_CHANNELS`` input channels, im2col + one GEMM otherwise. A coupling always takes
+    # the same path, as its choice depends only on its shapes.
+    @staticmethod
+    def _grid(s_shape, padding: int, k: int) -> S.Grid | None:
+        """The shifted-GEMM grid of an input of NCHW shape ``s_shape``, or None (im2col)."""
+        n, c, h, w = s_shape
+        if not S.AVAILABLE or k != 2 * padding + 1 or c < S.MIN_CHANNELS:
+            return None
+        return S.Grid(n, h, w, padding)
+
+    def _pack(self, tag: str, a, g: S.Grid):
+        """NCHW ``a`` onto the padded grid ``(C, L + 2M)``."""
+        a = np.ascontiguousarray(a)
+        buf = self._grid_buffer(tag, (a.shape[1], g.padded), a.dtype)
+        self._par(a)
+        K.swap01(a, g.padded_images(buf))
+        return buf
+
     def _cols(self, s, padding: int, k: int):
         s = np.ascontiguousarray(s)
         n, c, h, w = s.shape
@@ -114,12 +147,30 @@ class NumbaBackend(ReferenceBackend):
         return cols, ho, wo
 
     def _conv_raw(self, s, w, padding: int):
-        """Raw-layout forward product ``z[o, n, i, j]``."""
+        """Raw-layout forward product ``z[o, n, i, j]`` (a strided view on the grid path)."""
         o, _, k, _ = w.shape
+        g = self._grid(s.shape, padding, k)
+        if g is not None:
+            x = self._pack("x", s, g)
+            z = self._buffer("gz", (o, g.body), s.dtype)
+            T.for_macs(g.body * o * s.shape[1])
+            S.conv(x, w, g, z)
+            return g.images(z)
         cols, ho, wo = self._cols(s, padding, k)
         z = self._buffer("z", (o, cols.shape[1]), s.dtype)
         self._dot(w.reshape(o, -1), cols, out=z)
         return z.reshape(o, s.shape[0], ho, wo)
+
+    def _conv_t_grid(self, u, w, g: S.Grid):
+        """Adjoint product of ``u`` on the padded grid, as NCHW."""
+        o, c = w.shape[:2]
+        gb = self._buffer("gg", (c, g.body), u.dtype)
+        T.for_macs(g.body * o * c)
+        S.conv_t(u, w, g, gb)
+        out = np.empty((g.n, c, g.h, g.w), dtype=u.dtype)
+        self._par(out)
+        K.swap01(g.images(gb), out)
+        return out
 
     def _conv_t_raw(self, z_raw, w, padding: int, in_hw: tuple[int, int]):
         o, c, k, _ = w.shape
@@ -135,6 +186,12 @@ class NumbaBackend(ReferenceBackend):
         o = z_raw.shape[0]
         cols, _, _ = self._cols(s, padding, k)
         return self._dot(z_raw.reshape(o, -1), cols.T).reshape(o, s.shape[1], k, k)
+
+    def _conv_corr_grid(self, s, u, g: S.Grid, k: int):
+        """Correlation of NCHW ``s`` with ``u`` on the padded grid."""
+        x = self._pack("x", s, g)
+        T.for_macs(g.body * u.shape[0] * s.shape[1])
+        return S.conv_corr(u, x, g, k)
 
     def _to_raw(self, z):
         z = np.ascontiguousarray(z)
@@ -152,9 +209,16 @@ class NumbaBackend(ReferenceBackend):
 
     def op_conv_t(self, z, w, padding):
         k = w.shape[-1]
-        return self._conv_t_raw(self._to_raw(z), w, padding, self._in_hw(z.shape, padding, k))
+        in_hw = self._in_hw(z.shape, padding, k)
+        g = self._grid((z.shape[0], w.shape[1], *in_hw), padding, k)
+        if g is not None:
+            return self._conv_t_grid(self._pack("u", z, g), w, g)
+        return self._conv_t_raw(self._to_raw(z), w, padding, in_hw)
 
     def op_conv_corr(self, s, z, padding, kernel_size):
+        g = self._grid(s.shape, padding, kernel_size)
+        if g is not None:
+            return self._conv_corr_grid(s, self._pack("u", z, g), g, kernel_size)
         return self._conv_corr_raw(s, self._to_raw(z), padding, kernel_size)
 
     # ------------------------------------------------------------------ pooling (NCHW)
@@ -295,15 +359,34 @@ class NumbaBackend(ReferenceBackend):
             return self._unpool_to_raw(post, idx, c.pool)
         return self._to_raw(post)
 
+    def _coupling_grid(self, c: CouplingPlan, n: int) -> S.Grid | None:
+        """The coupling's shifted-GEMM grid for a batch of ``n``, or None (im2col)."""
+        return self._grid((n, *self.plan.layer_shapes[c.pre]), c.padding, c.kernel_size)
+
+    def _post_grid(self, c: CouplingPlan, post, idx, g: S.Grid):
+        """The output side of a conv coupling, unpooled onto the padded grid."""
+        if c.pool not in ("max", "avg"):
+            return self._pack("u", post, g)
+        post = np.ascontiguousarray(post)
+        buf = self._grid_buffer("u", (post.shape[1], g.padded), post.dtype)
+        if idx is None:
+            idx = np.zeros((1, 1, 1, 1), dtype=np.int8)
+        self._par(buf)
+        K.unpool_raw(post, idx, c.pool == "max", g.padded_images(buf))
+        return buf
+
     def coupling_adjoint(self, c: CouplingPlan, post, idx):
         if self._generic(c):
             return super().coupling_adjoint(c, post, idx)
         w = self.weight(c.name)
         in_hw = tuple(self.plan.layer_shapes[c.pre][1:])
-        u = self._post_raw(c, post, idx)
         t = self._conv_tiles(c)
         if t is None:
-            return self._conv_t_raw(u, w, c.padding, in_hw)
+            g = self._coupling_grid(c, post.shape[0])
+            if g is not None:
+                return self._conv_t_grid(self._post_grid(c, post, idx, g), w, g)
+            return self._conv_t_raw(self._post_raw(c, post, idx), w, c.padding, in_hw)
+        u = self._post_raw(c, post, idx)
         # one column tile is a block of output channels: a contiguous slab of the raw layout
         return self._tile_sum(
             t.col_blocks,
@@ -315,6 +398,9 @@ class NumbaBackend(ReferenceBackend):
     def coupling_correlation(self, c: CouplingPlan, pre, post, idx):
         if c.kind == "dense":
             return super().coupling_correlation(c, pre, post, idx)
+        g = self._coupling_grid(c, pre.shape[0])
+        if g is not None:
+            return self._conv_corr_grid(pre, self._post_grid(c, post, idx, g), g, c.kernel_size)
         return self._conv_corr_raw(pre, self._post_raw(c, post, idx), c.padding, c.kernel_size)
 
     # ------------------------------------------------------------------ compiled phases
