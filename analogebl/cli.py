@@ -6,7 +6,9 @@ and key (or the flag) and exits with status 2; a flag value is checked by argpar
 command line is parsed. ``study list`` and ``profile list`` list every catalog entry: an
 entry that cannot be loaded is shown with its error in place of its description, the rest
 are still listed, and the exit status is then 1. ``data check`` exits with status 1 when a
-dataset file differs from the official one (:mod:`analogebl.data.checksums`).
+dataset file differs from the official one (:mod:`analogebl.data.checksums`) or from its entry
+in the data folder's own ``MD5SUMS``. Bare ``analogebl`` (no command) prints the help on
+standard error and exits with status 2, as a usage error.
 
 :func:`build_parser` is public: the documentation's command reference is generated from it,
 so every command and flag carries a help text written as plain prose.
@@ -54,17 +56,31 @@ def _plain(text: str) -> str:
     return " ".join(text.replace("`", "").split())
 
 
-# the end of a sentence: . ! or ? followed by the end of the text, or by a space and an
-# upper-case letter (so "0.25", "e.g. x" and "et al. (2021)" end nothing)
-_SENTENCE_END = re.compile(r"[.!?](?=$|\s+[A-Z])")
+# a possible end of a sentence: . ! or ? (and any closing brackets or quotes) followed by
+# a space or the end of the text: a period inside a number ("0.25", ".5") is never one
+_SENTENCE_END = re.compile(r"[.!?][)\]\"']*(?=\s|$)")
+# words whose period ends no sentence ("et al. (2021)", "e.g. x", "Fig. 3"), as written
+_ABBREVIATIONS = frozenset(
+    "e.g. E.g. i.e. I.e. al. vs. cf. Cf. approx. ca. resp. Fig. Figs. fig. figs. Eq. Eqs. eq. eqs. "
+    "No. Nos. Ref. Refs. Sec. Ch. Vol. pp. Dr. Mr. Ms. Prof. St.".split()
+)
 
 
 def _first_sentence(text: str) -> str:
     """The first whole sentence of ``text`` as plain prose (all of it when no sentence
-    ends: a description is never cut in the middle of one)."""
+    ends: a description is never cut in the middle of one).
+
+    A sentence ends at ``.``, ``!`` or ``?`` followed by a space (whatever comes next) or
+    the end of the text, except the period of an abbreviation (:data:`_ABBREVIATIONS`) or
+    of an initial ("B. Scellier").
+    """
     flat = _plain(text)
-    m = _SENTENCE_END.search(flat)
-    return flat if m is None else flat[: m.end()]
+    for m in _SENTENCE_END.finditer(flat):
+        word = flat[: m.start() + 1].rsplit(None, 1)[-1].lstrip("([\"'")
+        if word in _ABBREVIATIONS or re.fullmatch(r"[A-Z]\.", word):
+            continue
+        return flat[: m.end()]
+    return flat
 
 
 def _study_list(args) -> int:
@@ -139,7 +155,9 @@ def _applies(run: dict) -> set[str]:
     out = set()
     for k, v in run.items():
         section = k.split(".", 1)[0] if "." in k else ""
-        if k == "description" or (k == "measure_memory" and not v):
+        # the text, and the tier a study file picks when none is given: the output is one
+        # tier's settings, so a default_tier would name a tier it no longer has
+        if k in ("description", "default_tier") or (k == "measure_memory" and not v):
             continue
         if (section == "model" and circuit) or (section == "circuit" and not circuit):
             continue
@@ -237,7 +255,8 @@ def _study_show(args) -> int:
         print(f"# {line}".rstrip())
     print("#")
     print("# The settings that apply to this study's runs (defaults included; keys that no run")
-    print("# reads, such as another optimizer's, are left out):")
+    print("# reads, such as another optimizer's, are left out). Saved as FILE.toml, this output")
+    print("# is a study of its own with the same runs: analogebl study run FILE.toml")
     print()
     print(dumps(_applicable_config(study, runs)), end="")
     if study.claims:  # TOML comments: the output still parses as the resolved study
@@ -528,6 +547,7 @@ def _data_check(args) -> int:
     w = max(len(n) for n in [*OFFICIAL_DATASETS, USER_LIST])
     counts = {"ok": 0, "BAD": 0, "absent": 0}
     bad = False
+    listed = ""  # the user's list in the summary: its result counts toward the exit status
     results = check_datasets(root)  # a malformed MD5SUMS is refused here, before any output
     print(f"data folder {root} (official checksums shipped with analogebl {__version__})")
     for res in results:
@@ -537,6 +557,8 @@ def _data_check(args) -> int:
             for f in res.files:
                 why = f": {f.detail}" if f.detail else ""
                 print(f"{res.name:{w}s}  {f.status:6s}  {f.path}{why}")
+            n = len(res.bad)
+            listed = f"; {res.name}: " + (f"{n} file{'s' if n != 1 else ''} BAD" if n else "ok")
             continue
         counts[res.status] += 1
         if res.status != "BAD":
@@ -544,9 +566,11 @@ def _data_check(args) -> int:
             continue
         for f in res.bad:
             print(f"{res.name:{w}s}  BAD     {f.path}: {f.detail}")
-        print(f"{res.name:{w}s}  BAD     {len(res.bad)} of {len(res.files)} files are missing "
-              f"or differ from the official release; to replace them: {res.summary}")  # fmt: skip
-    print(f"summary: {counts['ok']} ok, {counts['BAD']} BAD, {counts['absent']} absent")
+        n = len(res.bad)
+        are, differ, them = ("is", "differs", "it") if n == 1 else ("are", "differ", "them")
+        print(f"{res.name:{w}s}  BAD     {n} of {len(res.files)} files {are} missing or "
+              f"{differ} from the official release; to replace {them}: {res.summary}")  # fmt: skip
+    print(f"summary: {counts['ok']} ok, {counts['BAD']} BAD, {counts['absent']} absent{listed}")
     if counts["absent"] == len(OFFICIAL_DATASETS):
         print(f"no dataset found in {root}: is it the data folder ($ANALOGEBL_DATA or --root)?")
     return 1 if bad else 0
@@ -711,10 +735,13 @@ Each command has its own help: analogebl study --help, analogebl study run --hel
 are read from the folder named by $ANALOGEBL_DATA; nothing is downloaded.
 
 Exit status: 0 success; 1 a check found a bad file or a catalog entry cannot be loaded; 2 bad
-input (the message names the file and key, or the flag); 130 interrupted.
+input (the message names the file and key, or the flag), or no command given (the help is
+printed); 130 interrupted.
 
-See the documentation (the docs folder of the source) for the user guide, how-tos, the command
-reference and the API reference."""
+The documentation (user guide, how-tos, command and API reference) is the docs
+folder of the source distribution or repository; to build it there:
+  pip install 'analogebl[docs]'
+  python -m sphinx -b html docs docs/_build/html   (open docs/_build/html/index.html)"""
 
 _TIER_HELP = (
     "the tier: full (the paper's configuration), cpu (sized for a few CPU cores), smoke "
@@ -758,7 +785,11 @@ def _study_parsers(st) -> None:
         "Print a study's description and the settings that apply to its runs, for one tier: "
         "defaults included, keys no run reads (another optimizer's, a recurrent model's on a "
         "circuit) left out, then its sweep axes, per-rule and variant tables and claims. The "
-        "text lines are TOML comments, so the output parses as TOML.",
+        "text lines are TOML comments, so the output parses as TOML: saved as a file, it is "
+        "a study of its own with the same runs (analogebl study run FILE.toml).",
+        epilog="Example:\n"
+        "  analogebl study show seven_rules_mnist --tier cpu > mine.toml\n"
+        "  analogebl study run mine.toml --out runs/mine",
     )
     sh.add_argument("name", type=_nonempty, metavar="NAME", help=_STUDY_NAME_HELP)
     sh.add_argument("--tier", type=_nonempty, help=_TIER_HELP)
@@ -866,8 +897,10 @@ def _study_parsers(st) -> None:
     run.add_argument(
         "--json",
         action="store_true",
-        help="log to standard error without progress bars, and end with one JSON summary "
-        "line (study, tier, output folder, runs, report files) on standard output",
+        help="print one JSON summary line (study, tier, output folder, runs, report files) "
+        "on standard output when the runs end, and nothing else there; no progress bar and "
+        "no per-run or per-epoch lines are shown: standard error gets only the opening lines "
+        "(what runs and where) and warnings",
     )
     run.set_defaults(fn=_study_run)
 
@@ -1016,11 +1049,11 @@ def _data_parsers(dt) -> None:
         "shipped with analogebl. Each dataset is reported as ok, BAD (which file, and "
         "why) or absent (with where to download it). CIFAR-100 has a published MD5 for "
         "its archive only: its extracted files are checked by size, record count and "
-        "label range. A checksum list named MD5SUMS in the data folder is checked too,\n"
+        "label range. A checksum list named MD5SUMS in the data folder is checked too, "
         "in addition to the official checksums.",
         epilog="Exit status: 0 when every file present is intact (absent datasets are not "
-        "an error), 1 when a file is not, 2 when the data folder does not exist or its "
-        "MD5SUMS is malformed.",
+        "an error), 1 when a file is not (an official one, or one listed in MD5SUMS), 2 when "
+        "the data folder does not exist or its MD5SUMS is malformed.",
     )
     dc.add_argument(
         "--root",
@@ -1096,7 +1129,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # bare analogebl: nothing was done
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return args.fn(args)
     except AnalogeblError as exc:

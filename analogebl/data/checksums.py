@@ -221,6 +221,11 @@ class _Hasher:
         return self.done[path]
 
 
+def _files(n: int) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} file{'' if n == 1 else 's'}"
+
+
 def _why(exc: OSError) -> str:
     return f"cannot read ({exc.strerror or exc})"
 
@@ -275,13 +280,14 @@ def _check_dataset(root: Path, ds: OfficialDataset, md5: _Hasher) -> DatasetChec
     )
     if any(c.status != "ok" for c in checks):
         return DatasetCheck(ds.name, "BAD", checks, ds.download.format(root=root))
-    n = len(checks)
+    one = len(checks) == 1
+    files, match, s = _files(len(checks)), "matches" if one else "match", "" if one else "s"
     if ds.limits:
-        what = f"{n} files of the official size and record count, {ds.limits}"
+        what = f"{files} of the official size and record count, {ds.limits}"
     elif all(OFFICIAL_FILES[c.path].size is not None for c in checks):
-        what = f"{n} files match the official MD5 checksums and sizes"
+        what = f"{files} {match} the official MD5 checksum{s} and size{s}"
     else:
-        what = f"{n} files match the official MD5 checksums"
+        what = f"{files} {match} the official MD5 checksum{s}"
     return DatasetCheck(ds.name, "ok", checks, what)
 
 
@@ -310,11 +316,13 @@ def _check_user_list(root: Path, entries: list[tuple[str, str]], md5: _Hasher) -
         checks.append(FileCheck(rel, "ok" if ok else "BAD", "" if ok else
                                 f"MD5 {actual}, listed {digest}"))  # fmt: skip
     status = "ok" if all(c.status == "ok" for c in checks) else "BAD"
-    summary = f"{len(entries)} files listed in {root / USER_LIST}"
-    if covered == len(entries):
+    summary = f"{_files(len(entries))} listed in {root / USER_LIST}"
+    if covered == len(entries) == 1:
+        summary += ", an official file checked above"
+    elif covered and covered == len(entries):
         summary += ", all of them official files checked above"
     elif covered:
-        summary += f", {covered} of them official files checked above"
+        summary += f", {covered} of them official (checked above)"
     return DatasetCheck(USER_LIST, status, tuple(checks), summary)
 
 

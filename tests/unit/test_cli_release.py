@@ -25,10 +25,11 @@ import pytest
 
 import analogebl
 from analogebl.catalog import list_entries
-from analogebl.cli import _applies, _first_sentence, build_parser, main
+from analogebl.cli import _ABBREVIATIONS, _applies, _first_sentence, _plain, build_parser, main
 from analogebl.data import checksums
 from analogebl.data.checksums import OFFICIAL_DATASETS, OFFICIAL_FILES, OfficialFile
 from analogebl.data.datasets import _SPECS, DATASETS
+from analogebl.errors import ConfigError
 from analogebl.study import load_study
 from tests.datafiles import write_cifar100
 
@@ -139,6 +140,41 @@ def test_top_level_help_describes_and_points_at_the_documentation(capsys):
     for word in ("study", "profile", "check", "data", "--version", "Exit status"):
         assert word in text
     assert "documentation" in text and "docs" in text
+    # a pip-installed user has no source folder: the help says where the docs come from
+    assert "source distribution or repository" in text
+    assert "pip install 'analogebl[docs]'" in text
+    assert "python -m sphinx -b html docs docs/_build/html" in text
+
+
+def test_bare_analogebl_prints_the_help(capsys):
+    rc, out, err = _run([], capsys)
+    assert rc == 2 and not out  # a usage error: nothing was done
+    assert err[0].startswith("usage: analogebl ")
+    shown = " ".join(" ".join(err).split())
+    assert "commands:" in shown and "A first session:" in shown
+    assert "no command given (the help is printed)" in shown  # the exit-status paragraph
+    rc, _, err = _run(["study"], capsys)  # a group without its command: one line
+    assert rc == 2 and len(err) == 1 and "required" in err[0]
+
+
+def test_descriptions_break_lines_only_between_paragraphs_and_examples():
+    """A subcommand's description and epilog are prose joined from string literals: a line
+    break inside a paragraph is a stray "\\n" (the top level is written as wrapped text)."""
+    for path, parser in PARSERS:
+        if not path:
+            continue
+        for text in (parser.description, parser.epilog or ""):
+            assert not re.search(r"[^\n]\n(?![\n ])", text), (path, text)
+
+
+def test_json_help_says_what_reaches_each_stream():
+    """--json silences every per-run line (quiet): the help must not promise a log."""
+    (run,) = [p for path, p in PARSERS if path == ("study", "run")]
+    (action,) = [a for a in run._actions if "--json" in a.option_strings]
+    text = " ".join(action.help.split())
+    assert "log to standard error" not in text
+    assert "no per-run or per-epoch lines" in text and "no progress bar" in text
+    assert "one JSON summary line" in text and "standard output" in text
 
 
 # ---------------------------------------------------------------------------------------
@@ -154,6 +190,40 @@ def test_first_sentence():
         "beta 0.25 and cpu tier, e.g. here."
     )
     assert _first_sentence("no sentence end") == "no sentence end"
+
+
+@pytest.mark.parametrize(
+    "text, first",
+    [
+        ("Trains it on MNIST. the rest follows.", "Trains it on MNIST."),
+        ("Trains it on MNIST. 60k images.", "Trains it on MNIST."),
+        ("Trains it (see below.) More.", "Trains it (see below.)"),
+        ('It is "done." Then more.', 'It is "done."'),
+        ("Does it? yes.", "Does it?"),
+        ("beta 0.25, .5 and 1e-3. Then", "beta 0.25, .5 and 1e-3."),
+        ("See Fig. 3 and Eq. 2 here. More", "See Fig. 3 and Eq. 2 here."),
+        ("Rules (i.e. C-EP), e.g. this vs. that. More", "Rules (i.e. C-EP), e.g. this vs. that."),
+        (
+            "Table No. 1 of B. Scellier et al. (2023) on it. More",
+            "Table No. 1 of B. Scellier et al. (2023) on it.",
+        ),
+        ("Cf. the rest. More", "Cf. the rest."),
+    ],
+)
+def test_first_sentence_ends_before_any_next_word(text, first):
+    assert _first_sentence(text) == first
+
+
+def test_first_sentence_of_every_catalog_study():
+    """Each study's first sentence is whole: it ends a sentence, not an abbreviation, and
+    what follows starts a new one."""
+    for path in sorted((ROOT / "studies").glob("*.toml")):
+        flat = _plain(tomllib.loads(path.read_text(encoding="utf-8"))["description"])
+        first = _first_sentence(flat)
+        assert flat.startswith(first) and re.search(r"[.!?][)\]\"']*$", first), path.name
+        assert first.split()[-1] not in _ABBREVIATIONS, path.name
+        rest = flat[len(first) :]
+        assert not rest or re.match(r" [A-Z0-9(\"']", rest), (path.name, rest[:40])
 
 
 def test_study_list_shows_whole_first_sentences(capsys, tmp_path, monkeypatch):
@@ -216,16 +286,111 @@ def test_study_show_leaves_out_the_keys_no_run_reads(capsys):
 @pytest.mark.parametrize("tier", ["full", "cpu", "smoke"])
 def test_study_show_output_loads_as_the_same_study(tier, tmp_path, capsys):
     """Saved as a study file, what ``study show`` prints runs the same runs with the same
-    values of every key that applies (the keys it leaves out change nothing)."""
+    values of every key that applies (the keys it leaves out change nothing), loaded as
+    ``analogebl study run FILE.toml`` loads it: with no tier."""
     for name in list_entries("studies"):
         path = tmp_path / f"{name}_{tier}.toml"
         path.write_text(_show(capsys, name, "--tier", tier), encoding="utf-8")
-        want, got = load_study(name, tier).runs(), load_study(str(path), "full").runs()
+        want, got = load_study(name, tier).runs(), load_study(str(path)).runs()
         assert [r.run_id for r in got] == [r.run_id for r in want], name
         for a, b in zip(want, got, strict=True):
             va, vb = a.as_dict(), b.as_dict()
-            keys = _applies(va) - {"default_tier"}
-            assert {k: vb.get(k) for k in keys} == {k: va[k] for k in keys}, (name, a.run_id)
+            assert _applies(vb) == _applies(va), (name, a.run_id)
+            assert {k: vb[k] for k in _applies(vb)} == {k: va[k] for k in _applies(va)}, (
+                name,
+                a.run_id,
+            )
+
+
+def test_study_show_output_runs_as_a_study(tmp_path, capsys, monkeypatch):
+    """study show NAME > my.toml; study run my.toml: the saved output is accepted as it is
+    (no --tier) and runs the shown tier's runs (training and the report stubbed out)."""
+    from analogebl import reporting
+    from analogebl.study import runner
+
+    started = []
+
+    def run_study(study, out, **kw):
+        started.append(study)
+        return []
+
+    monkeypatch.setattr(runner, "run_study", run_study)
+    monkeypatch.setattr(reporting, "write_report", lambda out: [])
+    monkeypatch.chdir(tmp_path)
+    want = load_study("mnist_dhn_c_ep", "cpu")
+    assert want["default_tier"] == "cpu"  # a study whose own default tier the file lacks
+    Path("my.toml").write_text(_show(capsys, "mnist_dhn_c_ep"), encoding="utf-8")
+    rc, out, err = _run(["study", "run", "my.toml"], capsys)
+    assert rc == 0, err
+    (study,) = started
+    assert [r.run_id for r in study.runs()] == [r.run_id for r in want.runs()]
+    assert out[0].startswith("study my (tier full): mnist, circuit dhn_mnist")
+
+
+def test_a_missing_tier_of_a_study_without_tiers_reads_naturally(tmp_path):
+    path = tmp_path / "bare.toml"
+    path.write_text('dataset = "mnist"\n[circuit]\nname = "dhn_mnist"\n[rule]\nname = "c_ep"\n'
+                    "[optimizer]\nlr = 0.1\n")  # fmt: skip
+    with pytest.raises(ConfigError) as exc:
+        load_study(str(path), "cpu")
+    assert str(exc.value).endswith("study has no tier 'cpu' (its only tier is full)")
+
+
+# ---------------------------------------------------------------------------------------
+# a typo is answered with the names close to it
+
+
+def test_an_unknown_study_suggests_the_close_names(capsys):
+    rc, out, err = _run(["study", "show", "mnist_dhn_c_epp"], capsys)
+    assert rc == 2 and not out
+    assert err == ["analogebl: error: unknown study 'mnist_dhn_c_epp'; did you mean "
+                   "'mnist_dhn_c_ep'?"]  # fmt: skip
+    rc, _, err = _run(["study", "run", "sevn_rules_mnist"], capsys)
+    assert rc == 2 and "did you mean 'seven_rules_mnist'" in err[0] and "speedup" not in err[0]
+    rc, _, err = _run(["study", "show", "zzzz"], capsys)  # nothing close: every name
+    assert rc == 2 and len(err) == 1
+    assert all(name in err[0] for name in list_entries("studies"))
+
+
+@pytest.mark.parametrize(
+    "key, hint",
+    [
+        ("rule.bta", "did you mean 'rule.beta'?"),
+        ("beta", "did you mean 'rule.beta'?"),
+        ("optimizer.beta", "did you mean 'rule.beta'?"),
+        ("optimiser.lr", "did you mean 'optimizer.lr'?"),
+        ("lrr", "did you mean 'optimizer.lr'?"),
+        ("epoch", "did you mean 'epochs'?"),
+        ("batchsize", "did you mean 'batch_size'?"),
+        ("circuit.widht", "did you mean 'circuit.width'?"),
+    ],
+)
+def test_an_unknown_set_key_suggests_the_close_keys(key, hint, capsys):
+    rc, out, err = _run(["study", "run", "mnist_dhn_c_ep", "--set", f"{key}=1"], capsys)
+    assert rc == 2 and not out
+    assert err == [f"analogebl: error: --set, key '{key}': unknown key; {hint}"]
+
+
+def test_an_unknown_set_key_without_a_close_one_lists_the_keys_by_table(capsys):
+    rc, _, err = _run(["study", "run", "mnist_dhn_c_ep", "--set", "rule.xyzzy=1"], capsys)
+    assert rc == 2 and len(err) == 1
+    assert err[0].endswith("unknown key; the rule keys are rule.name, rule.beta, "
+                           "rule.iterations, rule.schedule, rule.nudge, rule.points, "
+                           "rule.homeostasis, rule.temperature")  # fmt: skip
+    rc, _, err = _run(["study", "run", "mnist_dhn_c_ep", "--set", "frobnicate=1"], capsys)
+    assert rc == 2 and len(err) == 1
+    assert "known: description, default_tier, dataset" in err[0]
+    assert "the tables circuit, rule, relaxation, optimizer, model" in err[0]
+    assert "optimizer.kfac_decay" not in err[0] and len(err[0]) < 500  # not all 58 keys
+
+
+def test_an_unknown_key_in_a_study_file_suggests_the_close_key(tmp_path, capsys):
+    path = tmp_path / "typo.toml"
+    path.write_text('dataset = "mnist"\nepoch = 3\n[circuit]\nname = "dhn_mnist"\n'
+                    '[rule]\nname = "c_ep"\n[optimizer]\nlr = 0.1\n')  # fmt: skip
+    rc, _, err = _run(["study", "show", str(path)], capsys)
+    assert rc == 2
+    assert err == [f"analogebl: error: {path}, key 'epoch': unknown key; did you mean 'epochs'?"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -305,6 +470,8 @@ def test_data_check_names_a_corrupted_file(mnist_root, capsys):
     assert bad[0][2].startswith("mnist/t10k-labels-idx1-ubyte.gz: MD5 ")
     assert "ec29112dd5afa0611ce80d1b7f02629c" in bad[0][2]  # the official MD5
     assert "yann.lecun.com" in bad[-1][2]  # where to get a good copy
+    assert bad[-1][2].startswith("1 of 4 files is missing or differs from the official "
+                                 "release; to replace it: ")  # fmt: skip
 
 
 def test_data_check_names_a_missing_file_of_a_present_dataset(mnist_root, capsys):
@@ -330,6 +497,34 @@ def test_a_user_checksum_list_is_checked_in_addition(mnist_root, capsys):
     rc, out, _ = _run(["data", "check", "--root", str(mnist_root)], capsys)
     assert rc == 1 and _lines(out, "mnist")[0][1] == "ok"
     assert _lines(out, "MD5SUMS")[1][:2] == ["MD5SUMS", "BAD"]
+
+
+def test_the_summary_counts_the_checksum_list(mnist_root, capsys):
+    """The summary agrees with the exit status: a bad MD5SUMS entry is counted in it."""
+    (mnist_root / "notes.txt").write_bytes(b"mine")
+    (mnist_root / "MD5SUMS").write_text(f"{hashlib.md5(b'mine').hexdigest()}  notes.txt\n")
+    rc, out, _ = _run(["data", "check", "--root", str(mnist_root)], capsys)
+    assert rc == 0
+    assert _lines(out, "MD5SUMS")[0][2].startswith("1 file listed in ")
+    assert "summary: 1 ok, 0 BAD, 4 absent; MD5SUMS: ok" in out
+    (mnist_root / "notes.txt").write_bytes(b"changed")
+    rc, out, _ = _run(["data", "check", "--root", str(mnist_root)], capsys)
+    assert rc == 1
+    assert "summary: 1 ok, 0 BAD, 4 absent; MD5SUMS: 1 file BAD" in out
+    official = OFFICIAL_FILES["mnist/t10k-labels-idx1-ubyte.gz"].md5
+    (mnist_root / "MD5SUMS").write_text(f"{official}  mnist/t10k-labels-idx1-ubyte.gz\n")
+    rc, out, _ = _run(["data", "check", "--root", str(mnist_root)], capsys)
+    assert rc == 0
+    assert _lines(out, "MD5SUMS")[0][2].endswith("MD5SUMS, an official file checked above")
+
+
+def test_data_check_output_has_no_plural_after_one(mnist_root, capsys):
+    (mnist_root / "MD5SUMS").write_text(f"{'0' * 32}  gone.txt\n")
+    f = mnist_root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    f.write_bytes(f.read_bytes()[:-1])
+    rc, out, _ = _run(["data", "check", "--root", str(mnist_root)], capsys)
+    assert rc == 1
+    assert not re.search(r"\b1 files\b|\b1 of \d+ files are\b", "\n".join(out)), out
 
 
 def test_data_check_of_an_absent_folder_is_a_clear_error(tmp_path, capsys):
