@@ -88,6 +88,38 @@ def load_entries(kind: str, load: Callable[[str], T]) -> dict[str, T | Analogebl
     return out
 
 
+def did_you_mean(word: str, known) -> str:
+    """What to say after the unknown name ``word``: ``did you mean 'x'?`` naming the names
+    of ``known`` close to it, else the known names. A dotted key also matches on its last
+    part (``beta`` or ``optimizer.beta``: ``rule.beta``); without a match, dotted keys are
+    listed by table: the keys of ``word``'s table when it names one, else the top-level
+    keys and the tables (one line even for the 58 keys of a study)."""
+    import difflib
+
+    known = list(known)
+    leaf = {k: k.rsplit(".", 1)[-1] for k in known}
+    word_leaf = word.rsplit(".", 1)[-1]
+    close = [k for k in known if "." in k and leaf[k] == word_leaf][:4]
+    for cutoff in (0.8, 0.6):  # the near ones only, when there are near ones
+        close = close or difflib.get_close_matches(word, known, n=3, cutoff=cutoff)
+    if not close:  # a typo in the last part only: "lrr", "circuits.widht"
+        near = difflib.get_close_matches(word_leaf, set(leaf.values()), cutoff=0.8)
+        close = [k for k in known if "." in k and leaf[k] in near][:3]
+    if close:
+        quoted = [f"'{k}'" for k in close]
+        last = quoted.pop()
+        return f"did you mean {', '.join(quoted) + ' or ' if quoted else ''}{last}?"
+    tables = list(dict.fromkeys(k.split(".", 1)[0] for k in known if "." in k))
+    table = word.split(".", 1)[0]
+    if "." in word and table in tables:
+        return f"the {table} keys are " + ", ".join(k for k in known if k.startswith(table + "."))
+    text = "known: " + (", ".join(k for k in known if "." not in k) or "(none)")
+    if tables:
+        example = next(k for k in known if "." in k)
+        text += f", and the keys of the tables {', '.join(tables)} (such as {example})"
+    return text
+
+
 def find_entry(kind: str, name: str) -> Path:
     """The TOML file of catalog entry ``name`` (or ``name`` itself if it is a .toml path)."""
     what = _entry(kind)
@@ -100,8 +132,7 @@ def find_entry(kind: str, name: str) -> Path:
         return p
     entries = list_entries(kind)
     if name not in entries:
-        known = ", ".join(entries) or "(none)"
-        raise ConfigError(f"unknown {what} '{name}'; known: {known}")
+        raise ConfigError(f"unknown {what} '{name}'; {did_you_mean(name, entries)}")
     return entries[name]
 
 

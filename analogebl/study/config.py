@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analogebl.catalog import find_entry, list_entries, read_toml
+from analogebl.catalog import did_you_mean, find_entry, read_toml
 from analogebl.errors import ConfigError
 from analogebl.spec import RunSpec
 from analogebl.study.claims import Claim, key_values, parse_claims, study_claims
@@ -142,45 +142,13 @@ def _check_text(text: str, path, key: str, what: str = "a value") -> None:
                           path=path, key=key) from None  # fmt: skip
 
 
-def _did_you_mean(word: str, known) -> str:
-    """What to say after the unknown name ``word``: ``did you mean 'x'?`` naming the names
-    of ``known`` close to it, else the known names. A dotted key also matches on its last
-    part (``beta`` or ``optimizer.beta``: ``rule.beta``); without a match, dotted keys are
-    listed by table: the keys of ``word``'s table when it names one, else the top-level
-    keys and the tables (one line even for the 58 keys of a study)."""
-    import difflib
-
-    known = list(known)
-    leaf = {k: k.rsplit(".", 1)[-1] for k in known}
-    word_leaf = word.rsplit(".", 1)[-1]
-    close = [k for k in known if "." in k and leaf[k] == word_leaf][:4]
-    for cutoff in (0.8, 0.6):  # the near ones only, when there are near ones
-        close = close or difflib.get_close_matches(word, known, n=3, cutoff=cutoff)
-    if not close:  # a typo in the last part only: "lrr", "circuits.widht"
-        near = difflib.get_close_matches(word_leaf, set(leaf.values()), cutoff=0.8)
-        close = [k for k in known if "." in k and leaf[k] in near][:3]
-    if close:
-        quoted = [f"'{k}'" for k in close]
-        last = quoted.pop()
-        return f"did you mean {', '.join(quoted) + ' or ' if quoted else ''}{last}?"
-    tables = list(dict.fromkeys(k.split(".", 1)[0] for k in known if "." in k))
-    table = word.split(".", 1)[0]
-    if "." in word and table in tables:
-        return f"the {table} keys are " + ", ".join(k for k in known if k.startswith(table + "."))
-    text = "known: " + (", ".join(k for k in known if "." not in k) or "(none)")
-    if tables:
-        example = next(k for k in known if "." in k)
-        text += f", and the keys of the tables {', '.join(tables)} (such as {example})"
-    return text
-
-
 def _check(key: str, value: Any, path, name: str | None = None) -> Any:
     """``value`` of the schema key ``key`` has an allowed type (and is > 0 where the schema
     needs it); an error names ``path`` and ``name``, the value's full dotted key in the file
     (``variants.fast.epochs``; default ``key``)."""
     name = key if name is None else name
     if key not in SCHEMA:
-        raise ConfigError(f"unknown key; {_did_you_mean(key, SCHEMA)}", path=path, key=name)
+        raise ConfigError(f"unknown key; {did_you_mean(key, SCHEMA)}", path=path, key=name)
     types = SCHEMA[key]
     if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         raise ConfigError(
@@ -219,7 +187,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     except tomllib.TOMLDecodeError:
         value = raw
     if key not in SCHEMA:
-        raise ConfigError(f"unknown key; {_did_you_mean(key, SCHEMA)}", path="--set", key=key)
+        raise ConfigError(f"unknown key; {did_you_mean(key, SCHEMA)}", path="--set", key=key)
     if value == "none" and type(None) in SCHEMA[key]:
         value = None
     return key, _check(key, value, "--set")
@@ -357,8 +325,6 @@ def load_study(
     (``variants.fast.optimizer.lr``), or the command-line flag that set it (``flags``: key
     -> flag, e.g. ``{"device": "--device", "seed": "--seeds"}``; other overrides ``--set``).
     """
-    if not name.endswith(".toml") and name not in (known := list_entries("studies")):
-        raise ConfigError(f"unknown study '{name}'; {_did_you_mean(name, known)}")
     path = Path(find_entry("studies", name))
     doc = copy.deepcopy(read_toml(path))
     check_document(doc, path)  # tables are tables, sweep axes lists: before reading values

@@ -569,3 +569,18 @@ def test_svhn_is_checked_against_its_published_md5(tmp_path, capsys):
     assert rc == 1
     bad = " ".join(line[2] for line in _lines(out, "svhn"))
     assert "e26dedcc434d2e4c54c9b2d4a06d8373" in bad and "eb5a983be6a315427106f1b164d9cef3" in bad
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["check", "gradients", "--circuit", "tiny_dens"], "did you mean 'tiny_dense'?"),
+        (["profile", "show", "reram"], "did you mean 'reram_like'?"),
+        (["study", "show", "mnist_dhn"], "did you mean 'mnist_dhn_c_ep'?"),
+    ],
+)
+def test_every_catalog_name_typo_gets_a_suggestion(argv, hint, capsys):
+    """Circuits and profiles too, not only studies: one catalog lookup says it."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(hint) and len(err.splitlines()) == 1
