@@ -33,6 +33,7 @@ import numpy as np
 import analogebl as ae
 from analogebl.catalog import list_entries
 from analogebl.data import iterate_batches, load_dataset
+from analogebl.diagnostics.gradcheck import compare
 from analogebl.hardware import load_profile
 from analogebl.hardware.schema import SCHEMA
 from analogebl.learning import SGD, make_rule
@@ -54,13 +55,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="reference (the NumPy oracle, default), numba, torch or auto",
     )
     return p.parse_args(argv)
-
-
-def cosine(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
-    """Cosine between two gradients, every parameter concatenated into one vector."""
-    u = np.concatenate([a[k].ravel() for k in a])
-    v = np.concatenate([b[k].ravel() for k in a])
-    return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
 
 
 def norm_ratio(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
@@ -114,14 +108,13 @@ def main(argv=None) -> int:
     print("\n3. Gradient estimates vs the implicit (exact) gradient, beta = 0.25")
     exact = net.implicit_gradient(x, y)
     for rule in ("p_ep", "n_ep", "c_ep"):
-        est = net.estimate_gradient(x, y, rule=rule, beta=0.25)
+        grads = net.estimate_gradient(x, y, rule=rule, beta=0.25)
         print(
-            f"   {rule_label(rule):5s} cosine {cosine(est, exact):.4f}   "
-            f"norm ratio {norm_ratio(est, exact):.3f}"
+            f"   {rule_label(rule):5s} cosine {compare(grads, exact)[1]:.4f}   "
+            f"norm ratio {norm_ratio(grads, exact):.3f}"
         )
-    grads = net.estimate_gradient(x, y, rule="c_ep", beta=0.25)
     print(
-        f"   cosine(C-EP, implicit) = {cosine(grads, exact):.4f}  "
+        f"   cosine(C-EP, implicit) = {compare(grads, exact)[1]:.4f}  "
         "(P-EP and N-EP err by O(beta) in size, C-EP by O(beta^2))"
     )
 

@@ -72,7 +72,9 @@ class Backend(RelaxationMixin, GradientsMixin):
         self.plan = plan
         self.dtype = dtype
         self.device = device
-        self.params: dict[str, Array] = {k: self.asarray(v) for k, v in plan.parameters.items()}
+        self.params: dict[str, Array] = {
+            k: self._param_array(v) for k, v in plan.parameters.items()
+        }
         # hardware effects (analogebl.plan.effects); all off by default
         self._quant: tuple[StateQuantizer | None, ...] | None = None
         self._noise: ReadNoise | None = None
@@ -172,12 +174,18 @@ class Backend(RelaxationMixin, GradientsMixin):
     def get_parameters(self) -> dict[str, np.ndarray]:
         return {k: self.to_numpy(v) for k, v in self.params.items()}
 
+    def _param_array(self, v) -> Array:
+        """A parameter as this backend stores it (its ``asarray``; torch's 16-bit dtypes keep
+        float32 masters)."""
+        return self.asarray(np.asarray(v))
+
     def set_parameters(self, params: dict[str, np.ndarray]) -> None:
-        for k, v in params.items():
+        for k, v in params.items():  # all checked before any is replaced
             if k not in self.params:
                 raise KeyError(f"unknown parameter {k!r}; known: {', '.join(self.params)}")
             if tuple(v.shape) != tuple(self.params[k].shape):
                 raise ValueError(
                     f"parameter {k}: shape {tuple(v.shape)} != {tuple(self.params[k].shape)}"
                 )
-            self.params[k] = self.asarray(np.asarray(v))
+        for k, v in params.items():
+            self.params[k] = self._param_array(v)

@@ -20,14 +20,15 @@ official table does not already cover.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from analogebl.data.datasets import _checksum_entries, _md5, data_root
+from analogebl.data.datasets import _SPECS, _checksum_entries, _md5, data_root
 
 __all__ = [
     "OFFICIAL_DATASETS",
@@ -68,23 +69,25 @@ class OfficialFile:
 
 @dataclass(frozen=True)
 class OfficialDataset:
-    """An official dataset: its name in a study (``dataset = "fmnist"``), where its files
-    live under the data root, and where to get them."""
+    """An official dataset: its name in a study (``dataset = "fmnist"``) and title; where its
+    files live under the data root and where to get them come from the dataset readers'
+    own table, so the two cannot disagree."""
 
     name: str
     title: str
-    folder: str
-    download: str
     #: what the check can establish, when it is less than the files' MD5s
     limits: str = ""
 
+    @property
+    def folder(self) -> str:
+        """Its folder under the data root (``/``-separated)."""
+        return _SPECS[self.name].folder
 
-_IDX = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
+    def download(self, root: Path) -> str:
+        """Where to get its files and where to put them under ``root``."""
+        return _SPECS[self.name].hint.replace("<data>", str(root))
+
+
 _CIFAR10 = "cifar10/cifar-10-batches-bin"
 
 #: Path under the data root (``/``-separated) -> the official MD5 and size of that file.
@@ -133,44 +136,16 @@ OFFICIAL_FILES: dict[str, OfficialFile] = {
 OFFICIAL_DATASETS: dict[str, OfficialDataset] = {
     d.name: d
     for d in (
-        OfficialDataset(
-            "mnist",
-            "MNIST",
-            "mnist",
-            "get the four idx .gz files from http://yann.lecun.com/exdb/mnist/ (mirror: "
-            "https://ossci-datasets.s3.amazonaws.com/mnist/) into {root}/mnist/",
-        ),
-        OfficialDataset(
-            "fmnist",
-            "Fashion-MNIST",
-            "fashion-mnist",
-            "get the four idx .gz files from "
-            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ into "
-            "{root}/fashion-mnist/",
-        ),
-        OfficialDataset(
-            "cifar10",
-            "CIFAR-10",
-            _CIFAR10,
-            "download https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz (MD5 "
-            "c32a1d4ab5d03f1284b67883e8d87530) and extract it into {root}/cifar10/",
-        ),
+        OfficialDataset("mnist", "MNIST"),
+        OfficialDataset("fmnist", "Fashion-MNIST"),
+        OfficialDataset("cifar10", "CIFAR-10"),
         OfficialDataset(
             "cifar100",
             "CIFAR-100",
-            "cifar100/cifar-100-binary",
-            "download https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz (MD5 "
-            "03b5dce01913d631647c71ecec9e9cb8) and extract it into {root}/cifar100/",
             limits="every label in range (there is no published MD5 for the extracted "
             "files, only for the archive cifar-100-binary.tar.gz)",
         ),
-        OfficialDataset(
-            "svhn",
-            "SVHN",
-            "svhn",
-            "get train_32x32.mat and test_32x32.mat (cropped digits) from "
-            "http://ufldl.stanford.edu/housenumbers/ into {root}/svhn/",
-        ),
+        OfficialDataset("svhn", "SVHN"),
     )
 }
 
@@ -209,18 +184,6 @@ class DatasetCheck:
         return tuple(f for f in self.files if f.status != "ok")
 
 
-class _Hasher:
-    """MD5s of the files under one root, each read at most once."""
-
-    def __init__(self):
-        self.done: dict[Path, str] = {}
-
-    def __call__(self, path: Path) -> str:
-        if path not in self.done:
-            self.done[path] = _md5(path)
-        return self.done[path]
-
-
 def _files(n: int) -> str:
     """``1 file``, ``2 files``."""
     return f"{n} file{'' if n == 1 else 's'}"
@@ -245,7 +208,11 @@ def _cifar100_labels(path: Path, records: int) -> str:
     return ""
 
 
-def _check_file(root: Path, rel: str, official: OfficialFile, md5: _Hasher) -> FileCheck:
+def _check_file(
+    root: Path, rel: str, official: OfficialFile, md5: Callable[[Path], str], against="official"
+) -> FileCheck:
+    """One file against its expected size, MD5 and records (``against``: what the expected
+    MD5 is called in a mismatch, ``"official"`` or the user list's ``"listed"``)."""
     path = root / rel
     if not path.is_file():
         return FileCheck(rel, "BAD", "missing" if not path.exists() else "not a regular file")
@@ -257,7 +224,7 @@ def _check_file(root: Path, rel: str, official: OfficialFile, md5: _Hasher) -> F
         if official.md5 is not None:
             actual = md5(path)
             if actual != official.md5:
-                return FileCheck(rel, "BAD", f"MD5 {actual}, official {official.md5}")
+                return FileCheck(rel, "BAD", f"MD5 {actual}, {against} {official.md5}")
         if official.records is not None:
             wrong = _cifar100_labels(path, official.records)
             if wrong:
@@ -267,11 +234,11 @@ def _check_file(root: Path, rel: str, official: OfficialFile, md5: _Hasher) -> F
     return FileCheck(rel, "ok")
 
 
-def _check_dataset(root: Path, ds: OfficialDataset, md5: _Hasher) -> DatasetCheck:
+def _check_dataset(root: Path, ds: OfficialDataset, md5: Callable[[Path], str]) -> DatasetCheck:
     prefix = ds.folder + "/"
     files = {rel: f for rel, f in OFFICIAL_FILES.items() if rel.startswith(prefix)}
     if not any((root / rel).exists() for rel in files):
-        where = f"no {ds.title} file in {ds.folder}/: " + ds.download.format(root=root)
+        where = f"no {ds.title} file in {ds.folder}/: " + ds.download(root)
         return DatasetCheck(ds.name, "absent", (), where)
     checks = tuple(
         _check_file(root, rel, f, md5)
@@ -279,7 +246,7 @@ def _check_dataset(root: Path, ds: OfficialDataset, md5: _Hasher) -> DatasetChec
         if f.required or (root / rel).exists()
     )
     if any(c.status != "ok" for c in checks):
-        return DatasetCheck(ds.name, "BAD", checks, ds.download.format(root=root))
+        return DatasetCheck(ds.name, "BAD", checks, ds.download(root))
     one = len(checks) == 1
     files, match, s = _files(len(checks)), "matches" if one else "match", "" if one else "s"
     if ds.limits:
@@ -291,7 +258,9 @@ def _check_dataset(root: Path, ds: OfficialDataset, md5: _Hasher) -> DatasetChec
     return DatasetCheck(ds.name, "ok", checks, what)
 
 
-def _check_user_list(root: Path, entries: list[tuple[str, str]], md5: _Hasher) -> DatasetCheck:
+def _check_user_list(
+    root: Path, entries: list[tuple[str, str]], md5: Callable[[Path], str]
+) -> DatasetCheck:
     """The files of the user list ``MD5SUMS`` that the official table has not already
     checked against the same MD5 (a listed file that is missing is BAD, even when it
     belongs to a dataset that is absent as a whole)."""
@@ -302,19 +271,7 @@ def _check_user_list(root: Path, entries: list[tuple[str, str]], md5: _Hasher) -
         if official is not None and official.md5 == digest and (root / norm).is_file():
             covered += 1  # checked above, against the same MD5
             continue
-        path = root / rel
-        if not path.is_file():
-            why = "missing" if not path.exists() else "not a regular file"
-            checks.append(FileCheck(rel, "BAD", why))
-            continue
-        try:
-            actual = md5(path)
-        except OSError as exc:
-            checks.append(FileCheck(rel, "BAD", _why(exc)))
-            continue
-        ok = actual == digest
-        checks.append(FileCheck(rel, "ok" if ok else "BAD", "" if ok else
-                                f"MD5 {actual}, listed {digest}"))  # fmt: skip
+        checks.append(_check_file(root, rel, OfficialFile(digest, None), md5, "listed"))
     status = "ok" if all(c.status == "ok" for c in checks) else "BAD"
     summary = f"{_files(len(entries))} listed in {root / USER_LIST}"
     if covered == len(entries) == 1:
@@ -357,7 +314,7 @@ def check_datasets(root: str | os.PathLike | None = None) -> Iterator[DatasetChe
 
 
 def _checks(root: Path, entries: list[tuple[str, str]] | None) -> Iterator[DatasetCheck]:
-    md5 = _Hasher()
+    md5 = functools.cache(_md5)  # each file read at most once
     for ds in OFFICIAL_DATASETS.values():
         yield _check_dataset(root, ds, md5)
     if entries is not None:

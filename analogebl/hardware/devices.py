@@ -138,7 +138,7 @@ class DeviceArray:
         self.G = np.clip(z + p.g_min_S, self.g_lo, self.g_hi)
         self.noise = z.copy()  # write noise of the last programming
         self.drift = np.ones(shape)
-        self._affine_memo: dict[bool, tuple[np.ndarray, np.ndarray]] = {}  # _affine_cached
+        self._affine_memo: dict[bool, tuple[np.ndarray, np.ndarray]] = {}  # _affine
         self._fix_stuck()
 
     # ------------------------------------------------------------------ state
@@ -183,19 +183,19 @@ class DeviceArray:
 
     # ------------------------------------------------------------------ pulses
     def _affine(self, up: bool) -> tuple[np.ndarray, np.ndarray]:
-        """One pulse is ``G <- q G + b`` (section 3.4)."""
-        rng_ = np.maximum(self.g_hi - self.g_lo, 1e-300)
-        if up:
-            c = self.d_up * self.gamma_up / rng_
-            return 1.0 - c, self.d_up + c * self.g_lo
-        e = self.d_down * self.gamma_down / rng_
-        return 1.0 - e, -self.d_down * (1.0 - self.gamma_down) + e * self.g_lo
-
-    def _affine_cached(self, up: bool) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_affine`, computed once per direction (it reads only the fixed draws)."""
-        if up not in self._affine_memo:
-            self._affine_memo[up] = self._affine(up)
-        return self._affine_memo[up]
+        """One pulse is ``G <- q G + b`` (section 3.4); computed once per direction (it
+        reads only the fixed draws)."""
+        hit = self._affine_memo.get(up)
+        if hit is None:
+            rng_ = np.maximum(self.g_hi - self.g_lo, 1e-300)
+            if up:
+                c = self.d_up * self.gamma_up / rng_
+                hit = 1.0 - c, self.d_up + c * self.g_lo
+            else:
+                e = self.d_down * self.gamma_down / rng_
+                hit = 1.0 - e, -self.d_down * (1.0 - self.gamma_down) + e * self.g_lo
+            self._affine_memo[up] = hit
+        return hit
 
     def _exp_step(self, up: bool, G: np.ndarray) -> np.ndarray:
         a, b, g_up, g_down, A_up, A_down = self.p.exp
@@ -245,7 +245,7 @@ class DeviceArray:
                 G = np.where(act, np.clip(G + s * dn, self.g_lo, self.g_hi), G)
             self.G = G
         elif fast:
-            q, b = self._affine_cached(up)
+            q, b = self._affine(up)
             shape = self.G.shape
 
             def flat(a, dtype=None):

@@ -286,9 +286,7 @@ def _split_sweep(doc: dict, path, where: str) -> tuple[dict, dict]:
     for k, vals in _flatten(doc.pop("sweep", {}), path).items():
         key = f"{where}sweep.{k}"
         if k not in SCHEMA:
-            raise ConfigError(
-                f"unknown sweep axis; known keys: {', '.join(SCHEMA)}", path=path, key=key
-            )
+            raise ConfigError(f"unknown sweep axis; {did_you_mean(k, SCHEMA)}", path=path, key=key)
         sweep[k] = tuple(_check(k, v, path, key) for v in vals)
     variants = {}
     for name, table in doc.pop("variants", {}).items():

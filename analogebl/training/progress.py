@@ -133,7 +133,6 @@ class Progress:
         self._t_last = now  # end of the previous step (or the epoch's start)
         self._t_line = now  # the last plain line (or the epoch's start)
         self._t_trained: float | None = None  # end of the last epoch's training steps
-        self._steps = 0  # steps timed in this process
         self._all = [0.0, 0, 0]  # seconds, steps, samples: every step
         self._warm = [0.0, 0, 0]  # seconds, steps, samples: the steps after the warm-up
         self._eval: float | None = None  # the latest epoch's evaluation, seconds
@@ -171,11 +170,10 @@ class Progress:
         now = self.clock()
         dt, self._t_last = now - self._t_last, now
         self.step_index += 1
-        self._steps += 1
         self._all[0] += dt
         self._all[1] += 1
         self._all[2] += samples
-        if self._steps > self.warmup:
+        if self._all[1] > self.warmup:
             self._warm[0] += dt
             self._warm[1] += 1
             self._warm[2] += samples

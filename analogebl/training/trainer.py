@@ -284,7 +284,6 @@ class Trainer:
                         undefined = {k for k, v in m.items() if math.isnan(v)} - {"cost"}
                     bad = net.check_finite() or _bad_value(m, undefined, "the step's")
                     if bad is not None:
-                        progress.close()
                         raise self._diverged(recorder, bad, epoch, step)
                     n = len(yb)
                     sums["n"] += n

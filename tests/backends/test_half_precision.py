@@ -413,3 +413,19 @@ def test_a_bfloat16_study_run_and_gradient_check_complete(tmp_path, capsys):
     check = ["check", "gradients", "--circuit", "tiny_dense", "--backend", "torch"]
     assert main([*check, "--dtype", "bfloat16", "--rules", "c_ep", "--iterations", "200"]) == 0
     assert "bfloat16" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_parameters_stay_float32_masters_and_a_refused_update_changes_none(dtype):
+    plan = build_plan(load_circuit("tiny_dense"), 0)
+    b = make_backend("torch", plan, dtype)
+    assert all(v.dtype == torch.float32 for v in b.params.values())
+    before = b.get_parameters()
+    new = {k: v + 1.0 for k, v in before.items()}
+    with pytest.raises(KeyError):
+        b.set_parameters({"W1": new["W1"], "nope": new["W1"]})
+    assert b.params["W1"].dtype == torch.float32
+    np.testing.assert_array_equal(b.get_parameters()["W1"], before["W1"])
+    b.set_parameters(new)
+    assert all(v.dtype == torch.float32 for v in b.params.values())
+    np.testing.assert_allclose(b.get_parameters()["W1"], new["W1"], rtol=1e-7)

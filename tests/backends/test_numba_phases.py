@@ -182,12 +182,6 @@ def test_arguments_are_checked_and_odd_inputs_fall_back(calls):
     assert max(max_diff(a, b) for a, b in zip(got, want, strict=True)) < 1e-5
 
 
-def test_warm_up_compiles_both_dtypes():
-    P.warm_up(depths=(1,))
-    sigs = {str(s[0]) for s in P.relax_dense.signatures}
-    assert any("float32" in s for s in sigs) and any("float64" in s for s in sigs)
-
-
 def test_large_products_run_on_the_engine(calls):
     """Loop products at or above SMALL_OP_MACS (threaded BLAS) take the engine's path,
     which was faster there; the results are the same relaxation."""

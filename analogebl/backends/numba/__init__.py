@@ -45,25 +45,32 @@ class NumbaBackend(ReferenceBackend):
 
     def __init__(self, plan, dtype: str = "float32", device: str | None = None):
         self._scratch: dict[tuple, np.ndarray] = {}
+        self._tap_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         super().__init__(plan, dtype, device)
 
-    def _buffer(self, tag: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    def _buffer(self, tag: str, shape: tuple[int, ...], dtype, zeroed: bool = False):
         """Reusable scratch array (im2col columns, raw GEMM outputs). Fresh multi-MB arrays
-        would be page-faulted in on every call, which costs as much as the GEMM here."""
-        key = (tag, shape, np.dtype(dtype).str)
+        would be page-faulted in on every call, which costs as much as the GEMM here.
+        ``zeroed``: an array on a shifted-GEMM grid, zeroed once; the kernels that fill it
+        write only image positions, so its padding stays zero."""
+        key = (tag, shape, np.dtype(dtype).str, zeroed)
         buf = self._scratch.get(key)
         if buf is None:
-            buf = self._scratch[key] = np.empty(shape, dtype=dtype)
+            buf = self._scratch[key] = (np.zeros if zeroed else np.empty)(shape, dtype=dtype)
         return buf
 
-    def _grid_buffer(self, tag: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """A reusable scratch array on a shifted-GEMM grid: zeroed once; the kernels that fill
-        it write only image positions, so its padding stays zero."""
-        key = ("grid", tag, shape, np.dtype(dtype).str)
-        buf = self._scratch.get(key)
-        if buf is None:
-            buf = self._scratch[key] = np.zeros(shape, dtype=dtype)
-        return buf
+    def _taps(self, w, dtype):
+        """``w``'s per-tap matrices (:func:`~analogebl.backends.numba.shifted.taps`), made
+        once per weight array: parameters and read-noise draws are replaced, never changed in
+        place (the engine's relaxation cache relies on the same). At most two per coupling
+        are kept."""
+        key = (id(w), np.dtype(dtype).str)
+        hit = self._tap_cache.get(key)
+        if hit is None or hit[0] is not w:
+            if len(self._tap_cache) >= 2 * len(self.plan.couplings):
+                self._tap_cache.clear()
+            hit = self._tap_cache[key] = (w, S.taps(w.astype(dtype, copy=False)))
+        return hit[1]
 
     # ------------------------------------------------------------------ threads
     @staticmethod
@@ -132,7 +139,7 @@ class NumbaBackend(ReferenceBackend):
     def _pack(self, tag: str, a, g: S.Grid):
         """NCHW ``a`` onto the padded grid ``(C, L + 2M)``."""
         a = np.ascontiguousarray(a)
-        buf = self._grid_buffer(tag, (a.shape[1], g.padded), a.dtype)
+        buf = self._buffer(tag, (a.shape[1], g.padded), a.dtype, zeroed=True)
         self._par(a)
         K.swap01(a, g.padded_images(buf))
         return buf
@@ -154,7 +161,7 @@ class NumbaBackend(ReferenceBackend):
             x = self._pack("x", s, g)
             z = self._buffer("gz", (o, g.body), s.dtype)
             T.for_macs(g.body * o * s.shape[1])
-            S.conv(x, w, g, z)
+            S.conv(x, self._taps(w, s.dtype), g, z)
             return g.images(z)
         cols, ho, wo = self._cols(s, padding, k)
         z = self._buffer("z", (o, cols.shape[1]), s.dtype)
@@ -166,7 +173,7 @@ class NumbaBackend(ReferenceBackend):
         o, c = w.shape[:2]
         gb = self._buffer("gg", (c, g.body), u.dtype)
         T.for_macs(g.body * o * c)
-        S.conv_t(u, w, g, gb)
+        S.conv_t(u, self._taps(w, u.dtype), g, gb)
         out = np.empty((g.n, c, g.h, g.w), dtype=u.dtype)
         self._par(out)
         K.swap01(g.images(gb), out)
@@ -233,10 +240,13 @@ class NumbaBackend(ReferenceBackend):
         K.pool_avg_raw(z_raw, out)
         return out, None
 
-    def _unpool_to_raw(self, p, idx, mode: str):
+    def _unpool_to_raw(self, p, idx, mode: str, out=None):
+        """Unpool NCHW ``p`` into the raw layout ``(O, N, H, W)``: a scratch array, or ``out``
+        (any array of that shape, e.g. a grid's image positions)."""
         p = np.ascontiguousarray(p)
         n, o, h2, w2 = p.shape
-        out = self._buffer("unpool", (o, n, 2 * h2, 2 * w2), p.dtype)
+        if out is None:
+            out = self._buffer("unpool", (o, n, 2 * h2, 2 * w2), p.dtype)
         if idx is None:
             idx = np.zeros((1, 1, 1, 1), dtype=np.int8)
         self._par(out)
@@ -303,9 +313,7 @@ class NumbaBackend(ReferenceBackend):
         tiles (a row tile is a contiguous block of whole input channels' rows), a GEMM and a
         converter kernel per tile summing into the raw output."""
         t = self._conv_tiles(c)
-        if t is None:
-            if self._tiled(c):
-                return self._to_raw(self._conv_read(c, pre, w))
+        if t is None:  # (a tiled conv without converters is read by the generic path)
             return self._conv_raw(pre, w, c.padding)
         o, _, k, _ = w.shape
         cols, ho, wo = self._cols(pre, c.padding, k)
@@ -313,8 +321,8 @@ class NumbaBackend(ReferenceBackend):
         out = np.empty((o, n, ho, wo), dtype=cols.dtype)
         z = self._buffer("ztile", (o, cols.shape[1]), cols.dtype)
         for i, r in enumerate(t.row_blocks):
-            wr = np.ascontiguousarray(w[:, r]).reshape(o, -1)
-            self._dot(wr, cols[r.start * k * k : r.stop * k * k], out=z)
+            rows = slice(r.start * k * k, r.stop * k * k)  # a view: BLAS reads it in place
+            self._dot(w.reshape(o, -1)[:, rows], cols[rows], out=z)
             zr = z.reshape(o, n, ho, wo)
             self._adc(K.adc_accumulate_raw, zr, out, i == 0, t.forward, t.i_max)
         return out
@@ -367,12 +375,8 @@ class NumbaBackend(ReferenceBackend):
         """The output side of a conv coupling, unpooled onto the padded grid."""
         if c.pool not in ("max", "avg"):
             return self._pack("u", post, g)
-        post = np.ascontiguousarray(post)
-        buf = self._grid_buffer("u", (post.shape[1], g.padded), post.dtype)
-        if idx is None:
-            idx = np.zeros((1, 1, 1, 1), dtype=np.int8)
-        self._par(buf)
-        K.unpool_raw(post, idx, c.pool == "max", g.padded_images(buf))
+        buf = self._buffer("u", (post.shape[1], g.padded), post.dtype, zeroed=True)
+        self._unpool_to_raw(post, idx, c.pool, out=g.padded_images(buf))
         return buf
 
     def coupling_adjoint(self, c: CouplingPlan, post, idx):

@@ -300,26 +300,3 @@ def adc_accumulate_raw(part, out, first, i_max, rng, noise, stochastic, q_lo, q_
                 for j in range(w_):
                     v = _adc(part[o, n, i, j], t(dith[(base + i) * w_ + j]), lo, hi, ql, qh, st)
                     out[o, n, i, j] = v if first else out[o, n, i, j] + v
-
-
-def warm_up() -> None:
-    """Compile (or load from the on-disk cache) every kernel for float32 and float64."""
-    for dt in (np.float32, np.float64):
-        s = np.zeros((1, 1, 2, 2), dt)
-        cols = np.zeros((9, 4), dt)
-        im2col(s, 1, 3, cols)
-        col2im(cols, 1, 3, 2, 2, np.zeros((1, 1, 2, 2), dt))
-        swap01(s, np.zeros_like(s))
-        p = np.zeros((1, 1, 1, 1), dt)
-        idx = np.zeros((1, 1, 1, 1), np.int8)
-        pool_max_raw(s, p, idx)
-        pool_at_raw(s, idx, p)
-        pool_avg_raw(s, p)
-        unpool_raw(p, idx, True, np.zeros_like(s))
-        clip01(s.ravel(), np.zeros(4, dt))
-        one = dt(1.0)
-        clip_quantize(s.ravel(), np.zeros(4, dt), dt(0.0), one, dt(0.0), one, one)
-        adc_accumulate(s.ravel(), np.zeros(4, dt), True, np.inf, NO_DRAWS, 0.0, False,
-                       0.0, 1.0, 1.0, np.zeros(4))  # fmt: skip
-        adc_accumulate_raw(s, np.zeros_like(s), True, np.inf, NO_DRAWS, 0.0, False,
-                           0.0, 1.0, 1.0, np.zeros(4))  # fmt: skip

@@ -27,7 +27,7 @@ from analogebl import threads as T
 from analogebl.backends.numba.kernels import _opts
 from analogebl.plan import NUDGES
 
-__all__ = ["OUT_EXACT", "OUT_FREE", "OUT_STEP", "applies", "relax_dense", "relax_phase", "warm_up"]
+__all__ = ["OUT_EXACT", "OUT_FREE", "OUT_STEP", "applies", "relax_dense", "relax_phase"]
 
 #: how the output moves (``out_mode`` of :func:`relax_dense`)
 OUT_FREE, OUT_EXACT, OUT_STEP = 0, 1, 2
@@ -107,11 +107,11 @@ def relax_dense(
                             elif v > 1.0:
                                 v = 1.0
                             s[i, j] = v
-                elif out_mode == 0:
+                elif out_mode == OUT_FREE:
                     for i in range(n):
                         for j in range(width):
                             s[i, j] = f[i, j] + b[j]
-                elif out_mode == 1:
+                elif out_mode == OUT_EXACT:
                     for i in range(n):
                         for j in range(width):
                             s[i, j] = ((f[i, j] + b[j]) + beta * target[i, j]) * inv1pb
@@ -197,21 +197,3 @@ def relax_phase(backend, state, iterations, schedule, beta, target, clamp, nudge
         dt.type(beta), dt.type(1.0 / (1.0 + beta)),
     )  # fmt: skip
     return [x, *new[:-1], clamp if clamp is not None else new[-1]]
-
-
-def warm_up(depths=(1, 2, 3, 4)) -> None:
-    """Compile (or load from the on-disk cache) :func:`relax_dense` for float32 and float64
-    and circuits of ``depths`` hidden layers (one signature per number of layers)."""
-    for dt in (np.float32, np.float64):
-        one = dt(1.0)
-        for d in depths:
-            num = d + 1
-            states = tuple(np.zeros((1, 2), dt) for _ in range(num))
-            weights = tuple(np.zeros((2, 2), dt) for _ in range(num))
-            biases = tuple(np.zeros(2, dt) for _ in range(num))
-            order = np.arange(1, num + 1, dtype=np.int64)
-            bounds = np.array([0, num], dtype=np.int64)
-            relax_dense(
-                np.zeros((1, 2), dt), states, weights, biases, np.zeros((1, 2), dt),
-                order, bounds, 1, OUT_FREE, one, one,
-            )  # fmt: skip

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "MIN_CHANNELS", "Grid", "conv", "conv_corr", "conv_t"]
+__all__ = ["AVAILABLE", "MIN_CHANNELS", "Grid", "conv", "conv_corr", "conv_t", "taps"]
 
 #: below this many input channels (a network's first layer: 1 or 3) each tap's GEMM has too
 #: short an inner dimension to pay for the extra passes over the output; im2col wins there.
@@ -139,68 +139,79 @@ class Grid:
         return self.images(a[:, self.margin : self.margin + self.body])
 
 
-def _gemm(ta, tb, m, n, k, a, a_off, lda, b, b_off, ldb, c, ldc, beta) -> None:
-    """Column-major ``C = op(A) op(B) + beta C`` on ``a``/``b``/``c`` (C-ordered buffers seen
-    as column-major from element offsets ``a_off``/``b_off``), by BLAS ``?gemm``."""
-    dt = c.dtype
-    size = dt.itemsize
-    s = _SCALAR[dt]
-    ints = [_INT(v) for v in (m, n, k, lda, ldb, ldc)]
-    ref = ctypes.byref
-    _GEMM[dt](
-        ctypes.c_char_p(ta), ctypes.c_char_p(tb), ref(ints[0]), ref(ints[1]), ref(ints[2]),
-        ref(s(1.0)), _P(a.ctypes.data + a_off * size), ref(ints[3]),
-        _P(b.ctypes.data + b_off * size), ref(ints[4]), ref(s(beta)),
-        _P(c.ctypes.data), ref(ints[5]),
-    )  # fmt: skip
+def _gemm(ta: bytes, tb: bytes, m: int, n: int, k: int, lda: int, ldb: int, ldc: int, dtype):
+    """BLAS ``?gemm`` with its shape fixed: returns ``run(a, a_off, b, b_off, c, accumulate)``,
+    the column-major ``C = op(A) op(B) (+ C)`` on C-ordered buffers ``a``/``b``/``c``
+    seen as column-major from element offsets ``a_off``/``b_off``. The constant arguments
+    are built once for all the taps of one product."""
+    dt = np.dtype(dtype)
+    size, scalar, fn, ref = dt.itemsize, _SCALAR[dt], _GEMM[dt], ctypes.byref
+    fixed = [ref(_INT(v)) for v in (m, n, k, lda, ldb, ldc)]
+    flags = ctypes.c_char_p(ta), ctypes.c_char_p(tb)
+    one, zero = ref(scalar(1.0)), ref(scalar(0.0))
+
+    def run(a, a_off: int, b, b_off: int, c, accumulate: bool) -> None:
+        fn(
+            *flags, *fixed[:3], one, _P(a.ctypes.data + a_off * size), fixed[3],
+            _P(b.ctypes.data + b_off * size), fixed[4], one if accumulate else zero,
+            _P(c.ctypes.data), fixed[5],
+        )  # fmt: skip
+
+    return run
 
 
-def _taps(w):
-    """``(k*k, O, C)`` C-ordered per-tap weight matrices ``W_t = W[:, :, di, dj]``."""
+def taps(w):
+    """``(k*k, O, C)`` C-ordered per-tap weight matrices ``W_t = W[:, :, di, dj]`` (what
+    :func:`conv` and :func:`conv_t` take; compute once per weight array)."""
     o, c, k, _ = w.shape
     return np.ascontiguousarray(np.moveaxis(w.reshape(o, c, k * k), 2, 0))
 
 
-def conv(x, w, grid: Grid, out) -> None:
+def _size(tap_count: int) -> int:
+    k = int(round(tap_count**0.5))
+    assert k * k == tap_count, tap_count
+    return k
+
+
+def conv(x, w_taps, grid: Grid, out) -> None:
     """Forward product on the grid: ``out[:, q] = sum_t W_t x[:, M + q + off_t]``.
 
     Parameters
     ----------
     x : ndarray, shape (C, L + 2M)
         Input on the padded grid, zero off the image positions.
-    w : ndarray, shape (O, C, k, k)
-        Weights, ``k = 2p + 1``.
+    w_taps : ndarray, shape (k*k, O, C)
+        The weights' per-tap matrices (:func:`taps`), ``k = 2p + 1``, in ``out``'s dtype.
     grid : Grid
     out : ndarray, shape (O, L), C-ordered
         Receives the product on every body position (pad positions hold junk).
     """
-    o, c, k, _ = w.shape
-    taps = _taps(w.astype(out.dtype, copy=False))
-    lp, body = grid.padded, grid.body
-    for t in range(k * k):
-        off = grid.margin + grid.offset(t // k, t % k)
-        # column-major: out^T (L x O) = x_shift^T (L x C, ld Lp) @ W_t^T (C x O, ld C)
-        _gemm(b"N", b"N", body, o, c, x, off, lp, taps[t], 0, c, out, body, 0.0 if t == 0 else 1.0)
+    kk, o, c = w_taps.shape
+    k, body = _size(kk), grid.body
+    # column-major: out^T (L x O) = x_shift^T (L x C, ld Lp) @ W_t^T (C x O, ld C)
+    run = _gemm(b"N", b"N", body, o, c, grid.padded, c, body, out.dtype)
+    for t in range(kk):
+        run(x, grid.margin + grid.offset(t // k, t % k), w_taps[t], 0, out, t > 0)
 
 
-def conv_t(u, w, grid: Grid, out) -> None:
+def conv_t(u, w_taps, grid: Grid, out) -> None:
     """Adjoint product on the grid: ``out[:, q] = sum_t W_t^T u[:, M + q - off_t]``.
 
     Parameters
     ----------
     u : ndarray, shape (O, L + 2M)
         The output-side array on the padded grid, zero off the image positions.
-    w : ndarray, shape (O, C, k, k)
+    w_taps : ndarray, shape (k*k, O, C)
+        The weights' per-tap matrices (:func:`taps`), in ``out``'s dtype.
     grid : Grid
     out : ndarray, shape (C, L), C-ordered
     """
-    o, c, k, _ = w.shape
-    taps = _taps(w.astype(out.dtype, copy=False))
-    lp, body = grid.padded, grid.body
-    for t in range(k * k):
-        off = grid.margin - grid.offset(t // k, t % k)
-        # column-major: out^T (L x C) = u_shift^T (L x O, ld Lp) @ W_t (O x C: op 'T' of C x O)
-        _gemm(b"N", b"T", body, c, o, u, off, lp, taps[t], 0, c, out, body, 0.0 if t == 0 else 1.0)
+    kk, o, c = w_taps.shape
+    k, body = _size(kk), grid.body
+    # column-major: out^T (L x C) = u_shift^T (L x O, ld Lp) @ W_t (O x C: op 'T' of C x O)
+    run = _gemm(b"N", b"T", body, c, o, grid.padded, c, body, out.dtype)
+    for t in range(kk):
+        run(u, grid.margin - grid.offset(t // k, t % k), w_taps[t], 0, out, t > 0)
 
 
 def conv_corr(u, x, grid: Grid, k: int):
@@ -221,10 +232,9 @@ def conv_corr(u, x, grid: Grid, k: int):
     ndarray, shape (O, C, k, k)
     """
     o, c = u.shape[0], x.shape[0]
-    lp, body = grid.padded, grid.body
     d = np.empty((k * k, o, c), dtype=u.dtype)
+    # column-major: d_t^T (C x O, ld C) = x_shift (C x L: op 'T' of L x C, ld Lp) @ u^T
+    run = _gemm(b"T", b"N", c, o, grid.body, grid.padded, grid.padded, c, u.dtype)
     for t in range(k * k):
-        off = grid.margin + grid.offset(t // k, t % k)
-        # column-major: d_t^T (C x O, ld C) = x_shift (C x L: op 'T' of L x C, ld Lp) @ u^T
-        _gemm(b"T", b"N", c, o, body, x, off, lp, u, grid.margin, lp, d[t], c, 0.0)
+        run(x, grid.margin + grid.offset(t // k, t % k), u, grid.margin, d[t], False)
     return np.ascontiguousarray(np.moveaxis(d, 0, 2)).reshape(o, c, k, k)

@@ -106,11 +106,13 @@ class TorchBackend(Backend):
         self._casts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> (src, r(src))
         self._qconsts: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (step, lo) tensors
         super().__init__(plan, dtype, str(self._device))
-        if self._half:
-            self.params = {k: self._master(v) for k, v in plan.parameters.items()}
 
     def _master(self, a) -> torch.Tensor:
         return torch.tensor(np.array(a), dtype=self._acc, device=self._device)
+
+    def _param_array(self, v) -> torch.Tensor:
+        """Under a 16-bit dtype a parameter is a float32 master (the module docstring)."""
+        return self._master(v) if self._half else super()._param_array(v)
 
     @staticmethod
     def _up(a: torch.Tensor) -> torch.Tensor:
@@ -118,12 +120,6 @@ class TorchBackend(Backend):
         return a.to(torch.float32) if a.dtype in _HALF else a
 
     # ------------------------------------------------------------------ parameters
-    def set_parameters(self, params):
-        super().set_parameters(params)  # checks names and shapes
-        if self._half:
-            for k, v in params.items():
-                self.params[k] = self._master(v)
-
     def weight(self, name):
         """The parameter as the crossbar reads it (:meth:`RelaxationMixin.weight`), in 16 bit
         under a 16-bit dtype: the float32 master (plus read noise) rounded once and cached."""
